@@ -29,7 +29,7 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors get our one-line form."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise BadInputError(f"{message} (see ram-core {self.prog.split()[-1]} --help)")
+        raise BadInputError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     combine.add_argument("result", help="a result folder (NAME.ram)")
     combine.add_argument("--config", default=None, help="YAML file with stage settings")
     combine.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
+
+    from .evaluate import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         progress = make_progress(args.progress)
         if args.command == "run":
             return _command_run(args, progress)
+        if args.command == "eval":
+            from .evaluate import run_eval
+
+            return run_eval(args, progress)
         return _command_combine(args, progress)
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)

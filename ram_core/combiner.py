@@ -87,7 +87,7 @@ def gate_from_reliability(
             f"reliability, occluded and recon_valid must be (T,) alike; got "
             f"{reliability.shape}, {occluded.shape}, {recon_valid.shape}"
         )
-    z = (np.nan_to_num(reliability, nan=0.0) - config.reliability_midpoint)
+    z = np.nan_to_num(reliability, nan=0.0) - config.reliability_midpoint
     z = np.clip(z / config.reliability_width, -60.0, 60.0)  # exp overflow guard
     g = 1.0 / (1.0 + np.exp(-z))
     g = np.where(occluded | ~recon_valid, 0.0, g)
@@ -115,8 +115,12 @@ def combine(
     pred_transl = np.asarray(pred_transl, dtype=np.float64)
     gate = np.clip(np.asarray(gate, dtype=np.float64), 0.0, 1.0)
     T = gate.shape[0]
-    if (recon_pose.shape != pred_pose.shape or recon_pose.shape[:1] != (T,)
-            or recon_transl.shape != (T, 3) or pred_transl.shape != (T, 3)):
+    if (
+        recon_pose.shape != pred_pose.shape
+        or recon_pose.shape[:1] != (T,)
+        or recon_transl.shape != (T, 3)
+        or pred_transl.shape != (T, 3)
+    ):
         raise ValueError(
             f"combine needs poses (T, J, 3), translations (T, 3) and gate (T,); got "
             f"{recon_pose.shape}, {pred_pose.shape}, {recon_transl.shape}, "
@@ -158,8 +162,10 @@ def combine_track(
             f"combine_track needs pose (T, J, 3), transl (T, 3), gate and observed (T,); got "
             f"{recon_pose.shape}, {recon_transl.shape}, {gate.shape}, {observed.shape}"
         )
-    usable = observed & np.all(np.isfinite(recon_pose), axis=(1, 2)) & np.all(
-        np.isfinite(recon_transl), axis=1
+    usable = (
+        observed
+        & np.all(np.isfinite(recon_pose), axis=(1, 2))
+        & np.all(np.isfinite(recon_transl), axis=1)
     )
     gate = np.where(usable, gate, 0.0)
     pose = np.zeros_like(recon_pose)

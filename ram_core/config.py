@@ -5,6 +5,7 @@ A YAML config has one mapping per section, each key a field of that section's da
     pipeline: {detect_every: 5, focal_px: 900}
     segfollow: {alpha: 0.75, tau_kf: 15}
     detector: {score_threshold: 0.5}
+    segmenter: {crop_margin: 0.2}
     predictor: {...}
     combiner: {...}
 
@@ -24,6 +25,7 @@ from typing import Any
 from .combiner import CombinerConfig
 from .detect import DetectorConfig
 from .errors import BadInputError
+from .lite_segmenter import LiteSegmenterConfig
 from .predictor import PredictorConfig
 from .segfollow import SegFollowConfig
 
@@ -51,6 +53,7 @@ class RunConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     segfollow: SegFollowConfig = field(default_factory=SegFollowConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    segmenter: LiteSegmenterConfig = field(default_factory=LiteSegmenterConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
 

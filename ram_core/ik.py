@@ -279,9 +279,7 @@ class _Solver:
             """(B, n) parameter vectors -> (B, m) residuals, one batched FK for all."""
             local = np.broadcast_to(self.local, (len(xs), NUM_JOINTS, 3, 3)).copy()
             local[:, joints_free] = axis_angle_to_matrix(xs[:, :n_rot].reshape(len(xs), -1, 3))
-            joints, _ = forward_kinematics_matrices(
-                local, xs[:, n_rot:] - self.rest[0], self.rest
-            )
+            joints, _ = forward_kinematics_matrices(local, xs[:, n_rot:] - self.rest[0], self.rest)
             fit = (sqrt_w * (joints[:, fitted] - self.targets[fitted])).reshape(len(xs), -1)
             return np.concatenate([fit, prior * (xs[:, :n_rot] - x0[:n_rot])], axis=1)
 
@@ -353,8 +351,12 @@ class _Solver:
         v_perp = v - v_par * u1
         bend = np.degrees(np.arctan2(np.linalg.norm(v_perp), v_par))
         cfg = self.config
-        fade = np.clip((bend - cfg.hinge_twist_from_deg)
-                       / (cfg.hinge_twist_full_deg - cfg.hinge_twist_from_deg), 0.0, 1.0)
+        fade = np.clip(
+            (bend - cfg.hinge_twist_from_deg)
+            / (cfg.hinge_twist_full_deg - cfg.hinge_twist_from_deg),
+            0.0,
+            1.0,
+        )
         if fade > 0.0:
             beta = self._hinge_twist(u1, u2, h, v)
             self.local[upper] = self.local[upper] @ axis_angle_to_matrix(u1 * beta * fade)
@@ -460,13 +462,18 @@ def fit_landmarks(
         solver.refine_torso(weights)
     J = JOINT_INDEX
     for side in ("left", "right"):
-        solver.solve_limb(J[f"{side}_hip"], J[f"{side}_knee"], J[f"{side}_ankle"],
-                          _HINGES[f"{side}_knee"])
-        solver.solve_foot(J[f"{side}_ankle"], J[f"{side}_foot"],
-                          world_cam[LM[f"{side}_heel"]] / scale,
-                          world_cam[LM[f"{side}_foot_index"]] / scale)
-        solver.solve_limb(J[f"{side}_shoulder"], J[f"{side}_elbow"], J[f"{side}_wrist"],
-                          _HINGES[f"{side}_elbow"])
+        solver.solve_limb(
+            J[f"{side}_hip"], J[f"{side}_knee"], J[f"{side}_ankle"], _HINGES[f"{side}_knee"]
+        )
+        solver.solve_foot(
+            J[f"{side}_ankle"],
+            J[f"{side}_foot"],
+            world_cam[LM[f"{side}_heel"]] / scale,
+            world_cam[LM[f"{side}_foot_index"]] / scale,
+        )
+        solver.solve_limb(
+            J[f"{side}_shoulder"], J[f"{side}_elbow"], J[f"{side}_wrist"], _HINGES[f"{side}_elbow"]
+        )
         solver._swing(J[f"{side}_wrist"], J[f"{side}_hand"])
     solver.solve_head({k: world_cam[LM[k]] / scale for k in ("left_ear", "right_ear", "nose")})
 

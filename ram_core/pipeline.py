@@ -1,9 +1,9 @@
 """Wires the stages: video -> detect every K frames -> SegFollow -> reconstruct -> Predictor
 + Combiner -> result folder (+ preview).
 
-Frames stream through one at a time. Tracks are reported a few frames late (``n_init - 1``)
-so that a new person's first frames are kept once the track is confirmed, and a false
-start is never written.
+Frames stream through one at a time. Tracks are reported a few frames late
+(``SegFollowConfig.confirmation_delay``) so that a new person's first frames are kept once
+the track is confirmed, and a false start is never written.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
     return Backend(
         name="lite",
         detector=detector,
-        segmenter=MediaPipeSegmenter(),
+        segmenter=MediaPipeSegmenter(config.segmenter),
         reconstructor=LiteReconstructor(),
         description={
             "detect": type(detector).__name__,
@@ -245,7 +245,7 @@ def _track(
     progress: Progress,
 ) -> dict[str, np.ndarray]:
     tracker = SegFollow(_TimedSegmenter(parts.segmenter, timer), config.segfollow)
-    lag = max(config.segfollow.n_init - 1, 0)
+    lag = config.segfollow.confirmation_delay
     pending: deque[tuple[int, list[_Row]]] = deque()
     table = _TrackTable()
     confirmed: set[int] = set()

@@ -56,8 +56,10 @@ class PredictorConfig:
             raise ValueError("predictor damping values must lie in [0, 1]")
         if self.max_angular_speed <= 0.0 or self.max_velocity_gap < 1:
             raise ValueError("predictor max_angular_speed must be > 0, max_velocity_gap >= 1")
-        if min(self.transl_accel_std_m, self.transl_meas_std_m,
-               self.transl_init_speed_std_m) <= 0.0:
+        if (
+            min(self.transl_accel_std_m, self.transl_meas_std_m, self.transl_init_speed_std_m)
+            <= 0.0
+        ):
             raise ValueError("predictor noise levels must be > 0")
 
 

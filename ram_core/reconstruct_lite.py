@@ -81,8 +81,9 @@ def solve_translation(
         if np.any(P[weights > 0, 2] <= 1e-3):
             return None
         z = P[:, 2]
-        residual = np.concatenate([fx * P[:, 0] / z + cx - pixels[:, 0],
-                                   fy * P[:, 1] / z + cy - pixels[:, 1]])
+        residual = np.concatenate(
+            [fx * P[:, 0] / z + cx - pixels[:, 0], fy * P[:, 1] / z + cy - pixels[:, 1]]
+        )
         J = np.concatenate([
             np.stack([fx / z, zeros, -fx * P[:, 0] / z**2], 1),
             np.stack([zeros, fy / z, -fy * P[:, 1] / z**2], 1),
@@ -102,8 +103,13 @@ def translation_from_box(
     height_px = max(y1 - y0, 1.0)
     depth = camera.fy * stature_m / height_px
     centre_u, centre_v = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-    return np.array([(centre_u - camera.cx) / camera.fx * depth,
-                     (centre_v - camera.cy) / camera.fy * depth, depth])
+    return np.array(
+        [
+            (centre_u - camera.cx) / camera.fx * depth,
+            (centre_v - camera.cy) / camera.fy * depth,
+            depth,
+        ]
+    )
 
 
 class LiteReconstructor:
@@ -142,8 +148,13 @@ class LiteReconstructor:
         seen = joint_visibility >= cfg.min_visibility
         offset = None
         if np.count_nonzero(seen) >= cfg.min_seen_joints:
-            offset = solve_translation(joints, pixels, np.where(seen, joint_visibility, 0.0),
-                                       camera, cfg.gauss_newton_steps)
+            offset = solve_translation(
+                joints,
+                pixels,
+                np.where(seen, joint_visibility, 0.0),
+                camera,
+                cfg.gauss_newton_steps,
+            )
         if offset is not None:
             projected = camera.project(joints + offset)
             rms_px = float(np.sqrt(np.mean(np.sum((projected - pixels)[seen] ** 2, axis=1))))
@@ -156,8 +167,11 @@ class LiteReconstructor:
         else:
             # The box spans the whole body; our skeleton is ``stature`` tall at scale 1.
             pelvis_cam = translation_from_box(box, camera, cfg.assumed_stature_m)
-            confidence = (cfg.fallback_confidence_factor * mean_visibility
-                          * np.exp(-ik.fit_error_m / cfg.fit_error_scale_m))
+            confidence = (
+                cfg.fallback_confidence_factor
+                * mean_visibility
+                * np.exp(-ik.fit_error_m / cfg.fit_error_scale_m)
+            )
         # SMPL: the posed pelvis is at J0 + transl.
         transl = pelvis_cam - REST_JOINTS_M[0]
         return BodyEstimate(

@@ -60,30 +60,47 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     candidates = np.stack(
         [
             np.stack(
-                [1.0 + trace, R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                 R[..., 1, 0] - R[..., 0, 1]],
+                [
+                    1.0 + trace,
+                    R[..., 2, 1] - R[..., 1, 2],
+                    R[..., 0, 2] - R[..., 2, 0],
+                    R[..., 1, 0] - R[..., 0, 1],
+                ],
                 axis=-1,
             ),
             np.stack(
-                [R[..., 2, 1] - R[..., 1, 2], 1.0 + m00 - m11 - m22, R[..., 0, 1] + R[..., 1, 0],
-                 R[..., 0, 2] + R[..., 2, 0]],
+                [
+                    R[..., 2, 1] - R[..., 1, 2],
+                    1.0 + m00 - m11 - m22,
+                    R[..., 0, 1] + R[..., 1, 0],
+                    R[..., 0, 2] + R[..., 2, 0],
+                ],
                 axis=-1,
             ),
             np.stack(
-                [R[..., 0, 2] - R[..., 2, 0], R[..., 0, 1] + R[..., 1, 0], 1.0 - m00 + m11 - m22,
-                 R[..., 1, 2] + R[..., 2, 1]],
+                [
+                    R[..., 0, 2] - R[..., 2, 0],
+                    R[..., 0, 1] + R[..., 1, 0],
+                    1.0 - m00 + m11 - m22,
+                    R[..., 1, 2] + R[..., 2, 1],
+                ],
                 axis=-1,
             ),
             np.stack(
-                [R[..., 1, 0] - R[..., 0, 1], R[..., 0, 2] + R[..., 2, 0],
-                 R[..., 1, 2] + R[..., 2, 1], 1.0 - m00 - m11 + m22],
+                [
+                    R[..., 1, 0] - R[..., 0, 1],
+                    R[..., 0, 2] + R[..., 2, 0],
+                    R[..., 1, 2] + R[..., 2, 1],
+                    1.0 - m00 - m11 + m22,
+                ],
                 axis=-1,
             ),
         ],
         axis=-2,
     )  # (..., 4 candidates, 4 components), candidate i is 4 * q_i * q
-    pivots = np.stack([1.0 + trace, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22,
-                       1.0 - m00 - m11 + m22], axis=-1)
+    pivots = np.stack(
+        [1.0 + trace, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22], axis=-1
+    )
     best = np.argmax(pivots, axis=-1)
     q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
@@ -137,8 +154,9 @@ def quaternion_to_axis_angle(q: np.ndarray) -> np.ndarray:
     small = sin_half < _SMALL_ANGLE
     safe = np.where(small, 1.0, sin_half)
     # angle / sin(angle / 2); near 0 this is 2 / w (w ~ 1) to second order.
-    scale = np.where(small, 2.0 / np.maximum(w, 1e-12) * (1.0 + sin_half**2 / 6.0),
-                     2.0 * half / safe)
+    scale = np.where(
+        small, 2.0 / np.maximum(w, 1e-12) * (1.0 + sin_half**2 / 6.0), 2.0 * half / safe
+    )
     return scale * v
 
 

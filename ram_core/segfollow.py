@@ -43,8 +43,9 @@ class SegFollowConfig:
     """A track and a candidate below this fused score are not the same person."""
     gate_chi2: float = 9.2103
     """Squared Mahalanobis gate on the box centre (chi2 0.99, 2 dof)."""
-    duplicate_iou: float = 0.7
-    """Candidates whose masks overlap this much (IoU) are one person seen from two prompts."""
+    duplicate_overlap: float = 0.7
+    """Candidates whose masks share this much of the smaller one are one person seen from
+    two prompts."""
     memory_admit_mask: float = 0.5
     """Memory admission (SAMURAI): s_mask above this, object score > 0, s_kf > 0."""
     ema_lambda_min: float = 0.5
@@ -52,7 +53,10 @@ class SegFollowConfig:
     ema_lambda_max: float = 0.95
     """EMA decay when the Kalman consistency is nil (memory barely moves)."""
     n_init: int = 5
-    """Frames in a row a new track must be found before it is confirmed."""
+    """Frames a new track must be found in before it is confirmed."""
+    tentative_max_misses: int = 2
+    """Frames a not-yet-confirmed track may miss before it is dropped (a partly hidden
+    newcomer is not always found)."""
     max_age: int = 50
     """Frames without the person before a track ends (PHALP's max_age)."""
     birth_min_score: float = 0.5
@@ -73,6 +77,13 @@ class SegFollowConfig:
             raise ValueError("need 0 <= ema_lambda_min <= ema_lambda_max <= 1")
         if self.tau_kf < 0 or self.n_init < 1 or self.max_age < 1:
             raise ValueError("tau_kf >= 0, n_init >= 1 and max_age >= 1 are required")
+        if self.tentative_max_misses < 0:
+            raise ValueError("tentative_max_misses must be >= 0")
+
+    @property
+    def confirmation_delay(self) -> int:
+        """Most frames after its birth before a track is known to be confirmed or dropped."""
+        return self.n_init - 1 + self.tentative_max_misses
 
 
 @dataclass
@@ -87,6 +98,7 @@ class Track:
     confirmed: bool = False
     reliable_streak: int = 0
     frames_since_seen: int = 0
+    tentative_misses: int = 0
 
     @property
     def predicted_box(self) -> np.ndarray:
@@ -96,15 +108,19 @@ class Track:
 @dataclass(frozen=True)
 class _Candidate:
     observation: Observation
-    prompt_track_id: int | None
+    prompt: Prompt
+
+    @property
+    def prompt_track_id(self) -> int | None:
+        return self.prompt.track_id
 
 
 class SegFollow:
     """Tracks people frame by frame. ``step`` returns a TrackFrame per live track.
 
     Tentative tracks are reported too (``is_confirmed`` tells them apart) so a caller can
-    keep their first frames once they are confirmed; a tentative track that misses a frame
-    is dropped (``dropped_tentative`` lists those ids).
+    keep their first frames once they are confirmed; a tentative track that misses more
+    than ``tentative_max_misses`` frames is dropped (``dropped_tentative`` lists those ids).
     """
 
     def __init__(self, segmenter: Segmenter, config: SegFollowConfig | None = None) -> None:
@@ -140,7 +156,7 @@ class SegFollow:
         proposals = self.segmenter.segment(frame, prompts) if prompts else []
         candidates = self._deduplicate(
             [
-                _Candidate(obs, p.track_id)
+                _Candidate(obs, p)
                 for p, obs_list in zip(prompts, proposals, strict=True)
                 for obs in obs_list
             ]
@@ -194,12 +210,16 @@ class SegFollow:
         return kept
 
     def _same_person(self, a: Observation, b: Observation) -> bool:
-        threshold = self.config.duplicate_iou
-        if iou_matrix(a.box_xyxy, b.box_xyxy)[0, 0] < threshold:
-            return False  # cheap box test first; masks only when the boxes agree
+        """Two masks are one person when most of the smaller lies inside the larger.
+
+        Overlap over the smaller mask, not IoU: a crop around a hidden person returns the
+        part of the person in front that the crop shows, a piece of the same body.
+        """
+        if iou_matrix(a.box_xyxy, b.box_xyxy)[0, 0] <= 0.0:
+            return False  # cheap box test first
         inter = np.count_nonzero(a.mask & b.mask)
-        union = np.count_nonzero(a.mask | b.mask)
-        return union > 0 and inter / union >= threshold
+        smaller = min(np.count_nonzero(a.mask), np.count_nonzero(b.mask))
+        return smaller > 0 and inter / smaller >= self.config.duplicate_overlap
 
     def _scores(
         self, tracks: list[Track], candidates: list[_Candidate]
@@ -321,6 +341,11 @@ class SegFollow:
     def _miss(self, track: Track, frame_index: int) -> TrackFrame:
         track.frames_since_seen += 1
         track.reliable_streak = 0
+        if not track.confirmed:
+            track.tentative_misses += 1
+        # A hidden person keeps moving but does not keep growing or shrinking: the size
+        # velocity learnt while they disappeared behind someone would only shrink the box.
+        track.mean[6:8] = 0.0
         return TrackFrame(
             track_id=track.track_id,
             frame=frame_index,
@@ -337,8 +362,9 @@ class SegFollow:
             if track.frames_since_seen == 0:
                 continue
             if not track.confirmed:
-                self.dropped_tentative.add(track_id)
-                del self.tracks[track_id]
+                if track.tentative_misses > self.config.tentative_max_misses:
+                    self.dropped_tentative.add(track_id)
+                    del self.tracks[track_id]
             elif track.frames_since_seen > self.config.max_age:
                 del self.tracks[track_id]
 
@@ -372,7 +398,9 @@ class SegFollow:
                 continue
             if box_area(obs.box_xyxy) <= 0 or obs.object_score <= 0:
                 continue
-            track = self._new_track(obs)
+            # The detector saw the whole person where the mask may show only the visible
+            # part: the motion model starts from the union of both boxes.
+            track = self._new_track(obs, _union_box(obs.box_xyxy, cand.prompt.box_xyxy))
             occupied = obs.mask.copy() if occupied is None else occupied | obs.mask
             born.append(
                 TrackFrame(
@@ -389,8 +417,8 @@ class SegFollow:
             )
         return born
 
-    def _new_track(self, obs: Observation) -> Track:
-        mean, cov = kalman.initiate(xyxy_to_xyah(obs.box_xyxy))
+    def _new_track(self, obs: Observation, box_xyxy: np.ndarray) -> Track:
+        mean, cov = kalman.initiate(xyxy_to_xyah(box_xyxy))
         track = Track(
             track_id=self._next_id,
             mean=mean,
@@ -402,3 +430,7 @@ class SegFollow:
         self.tracks[track.track_id] = track
         self._next_id += 1
         return track
+
+
+def _union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])

@@ -45,7 +45,8 @@ NUM_JOINTS = 24
 # Joint i and its mirror image (left <-> right; midline joints map to themselves).
 MIRROR_INDEX: tuple[int, ...] = tuple(
     JOINT_INDEX[
-        name.replace("left_", "right_") if name.startswith("left_")
+        name.replace("left_", "right_")
+        if name.startswith("left_")
         else name.replace("right_", "left_")
     ]
     for name in JOINT_NAMES

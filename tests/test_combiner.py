@@ -54,8 +54,9 @@ def test_rate_limit_bounds_gate_steps_and_keeps_hard_zeros():
     reliability = np.full(T, 0.95)
     occluded = np.zeros(T, dtype=bool)
     occluded[15:22] = True
-    g = gate_from_reliability(reliability, occluded, np.ones(T, dtype=bool),
-                              CombinerConfig(max_gate_step=0.2))
+    g = gate_from_reliability(
+        reliability, occluded, np.ones(T, dtype=bool), CombinerConfig(max_gate_step=0.2)
+    )
     assert np.all(g[15:22] == 0.0)
     assert np.abs(np.diff(g)).max() <= 0.2 + 1e-12
     assert g[0] > 0.99 and g[-1] > 0.99
@@ -88,13 +89,16 @@ def test_combined_motion_stays_continuous_through_an_occlusion():
     noise_step = 0.05  # two frames of 0.01 rad noise per axis, worst joint of 24
     steps = {}
     for max_step in (0.2, 1.0):
-        g = gate_from_reliability(reliability, occluded, np.ones(T, dtype=bool),
-                                  CombinerConfig(max_gate_step=max_step))
+        g = gate_from_reliability(
+            reliability, occluded, np.ones(T, dtype=bool), CombinerConfig(max_gate_step=max_step)
+        )
         pose, transl, pred, pred_t = combine_track(recon, recon_t, g, ~occluded)
         # The garbage never leaks into the output: occluded frames are the prediction.
         np.testing.assert_array_equal(pose[occluded], pred[occluded])
-        steps[max_step] = (axis_angle_distance(pose[1:], pose[:-1]).max(),
-                           np.linalg.norm(np.diff(transl, axis=0), axis=1).max())
+        steps[max_step] = (
+            axis_angle_distance(pose[1:], pose[:-1]).max(),
+            np.linalg.norm(np.diff(transl, axis=0), axis=1).max(),
+        )
         # How far the extrapolation drifted from the observation by the end of the gap.
         drift = axis_angle_distance(pred[55], recon[55]).max()
         drift_t = np.linalg.norm(pred_t[55] - recon_t[55])
@@ -127,8 +131,13 @@ def test_combine_track_follows_the_observation_when_reliable_and_handles_no_data
     observed[10:20] = False
     holey = recon.copy()
     holey[10:20] = np.nan
-    pose, transl, _, _ = combine_track(holey, recon_t, observed.astype(float), observed,
-                                       PredictorConfig(damping=1.0, transl_damping=1.0))
+    pose, transl, _, _ = combine_track(
+        holey,
+        recon_t,
+        observed.astype(float),
+        observed,
+        PredictorConfig(damping=1.0, transl_damping=1.0),
+    )
     np.testing.assert_allclose(pose, recon, atol=1e-9)
     # The Kalman velocity has nearly converged after ten frames.
     np.testing.assert_allclose(transl, recon_t, atol=5e-3)

@@ -21,13 +21,19 @@ def _plausible_pose(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     global_orient = np.array([np.pi, 0.0, 0.0]) + rng.normal(scale=0.35, size=3)
     body_pose = rng.normal(scale=0.08, size=(23, 3))  # spine, neck, collars, hands: small
     for side in ("left", "right"):
-        body_pose[J[f"{side}_hip"] - 1] = [rng.uniform(-1.2, 0.3), rng.uniform(-0.3, 0.3),
-                                           rng.uniform(-0.3, 0.3)]
+        body_pose[J[f"{side}_hip"] - 1] = [
+            rng.uniform(-1.2, 0.3),
+            rng.uniform(-0.3, 0.3),
+            rng.uniform(-0.3, 0.3),
+        ]
         body_pose[J[f"{side}_knee"] - 1] = [rng.uniform(0.4, 1.6), 0.0, 0.0]
         body_pose[J[f"{side}_ankle"] - 1] = rng.uniform(-0.3, 0.3, size=3)
         sign = 1.0 if side == "left" else -1.0
-        body_pose[J[f"{side}_shoulder"] - 1] = [rng.uniform(-0.5, 0.5), rng.uniform(-0.6, 0.6),
-                                                sign * rng.uniform(-1.3, 0.3)]
+        body_pose[J[f"{side}_shoulder"] - 1] = [
+            rng.uniform(-0.5, 0.5),
+            rng.uniform(-0.6, 0.6),
+            sign * rng.uniform(-1.3, 0.3),
+        ]
         body_pose[J[f"{side}_elbow"] - 1] = [0.0, -sign * rng.uniform(0.5, 1.8), 0.0]
         body_pose[J[f"{side}_wrist"] - 1] = rng.uniform(-0.4, 0.4, size=3)
     body_pose[J["neck"] - 1] = rng.uniform(-0.3, 0.3, size=3)
@@ -47,8 +53,13 @@ OBSERVED = [J[n] for n in ik.DIRECT_JOINTS] + [
 LIMB_BONES = [
     (J[f"{s}_{a}"], J[f"{s}_{b}"])
     for s in ("left", "right")
-    for a, b in (("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"), ("elbow", "wrist"),
-                 ("wrist", "hand"))
+    for a, b in (
+        ("hip", "knee"),
+        ("knee", "ankle"),
+        ("shoulder", "elbow"),
+        ("elbow", "wrist"),
+        ("wrist", "hand"),
+    )
 ]
 
 
@@ -83,8 +94,10 @@ def test_synthetic_round_trip_recovers_joints_and_limb_rotations(seed):
     for name in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"):
         assert np.degrees(geodesic_angle(true_world[J[name]], fk_world[J[name]])) < 2.0, name
     for name in ("left_knee", "right_knee", "left_elbow", "right_elbow"):
-        angle = geodesic_angle(axis_angle_to_matrix(bp[J[name] - 1]),
-                               axis_angle_to_matrix(result.body_pose[J[name] - 1]))
+        angle = geodesic_angle(
+            axis_angle_to_matrix(bp[J[name] - 1]),
+            axis_angle_to_matrix(result.body_pose[J[name] - 1]),
+        )
         assert np.degrees(angle) < 2.0, name
     # The head turns to the face.
     assert np.degrees(geodesic_angle(true_world[J["head"]], fk_world[J["head"]])) < 1.0
@@ -94,8 +107,10 @@ def test_upright_t_pose_facing_the_camera_is_recovered_exactly():
     go = np.array([np.pi, 0.0, 0.0])
     landmarks = ik.synthetic_landmarks(go, np.zeros((23, 3)))
     global_orient, body_pose, fit_error = ik.landmarks_to_smpl(landmarks, np.ones(33))
-    assert np.degrees(geodesic_angle(axis_angle_to_matrix(go),
-                                     axis_angle_to_matrix(global_orient))) < 1e-4
+    assert (
+        np.degrees(geodesic_angle(axis_angle_to_matrix(go), axis_angle_to_matrix(global_orient)))
+        < 1e-4
+    )
     np.testing.assert_allclose(body_pose, 0.0, atol=1e-5)
     assert fit_error < 1e-6
 
@@ -213,14 +228,16 @@ def test_lite_reconstructor_recovers_pose_and_translation(seed):
     rng = np.random.default_rng(100 + seed)
     go, bp = _plausible_pose(rng)
     transl = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-0.3, 0.5), rng.uniform(3.0, 9.0)])
-    estimate = LiteReconstructor().reconstruct(FRAME, _observation_from_pose(go, bp, transl),
-                                               CAMERA)
+    estimate = LiteReconstructor().reconstruct(
+        FRAME, _observation_from_pose(go, bp, transl), CAMERA
+    )
     assert estimate is not None
     assert np.linalg.norm(estimate.transl - transl) < 0.03
     np.testing.assert_array_equal(estimate.betas, np.zeros(10))
     joints_true, _ = sk.forward_kinematics(go, bp, transl)
-    joints_est, _ = sk.forward_kinematics(estimate.global_orient, estimate.body_pose,
-                                          estimate.transl)
+    joints_est, _ = sk.forward_kinematics(
+        estimate.global_orient, estimate.body_pose, estimate.transl
+    )
     assert np.linalg.norm(joints_est[OBSERVED] - joints_true[OBSERVED], axis=1).max() < 0.04
     assert 0.8 < estimate.confidence <= 1.0
 
@@ -248,8 +265,13 @@ def test_lite_reconstructor_falls_back_to_the_box_and_refuses_missing_landmarks(
     assert abs(estimate.transl[2] - transl[2]) < 0.25 * transl[2]
     assert estimate.confidence < 0.3
 
-    no_marks = Observation(mask=observation.mask, box_xyxy=observation.box_xyxy, quality=0.9,
-                           object_score=1.0, appearance=observation.appearance)
+    no_marks = Observation(
+        mask=observation.mask,
+        box_xyxy=observation.box_xyxy,
+        quality=0.9,
+        object_score=1.0,
+        appearance=observation.appearance,
+    )
     assert LiteReconstructor().reconstruct(FRAME, no_marks, CAMERA) is None
     hopeless = _observation_from_pose(go, bp, transl, np.full(33, 0.05))
     assert LiteReconstructor().reconstruct(FRAME, hopeless, CAMERA) is None

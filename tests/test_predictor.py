@@ -49,7 +49,7 @@ def test_constant_angular_velocity_beats_hold_last_pose_in_a_gap():
     pose, transl = _smooth_motion(120, seed=1)
     for start, length in ((40, 10), (70, 20)):
         valid = np.ones(120, dtype=bool)
-        valid[start:start + length] = False
+        valid[start : start + length] = False
         gap = slice(start, start + length)
         cav, cav_transl = predict_track(pose, transl, valid, PredictorConfig())
         hold, hold_transl = hold_last_pose(pose, transl, valid)

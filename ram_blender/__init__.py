@@ -1,0 +1,19 @@
+"""RAM Motion: recover the 3D motion of every person in a video as SMPL armatures.
+
+A Blender extension (no ``bl_info``): the manifest is ``blender_manifest.toml``. The modules
+without bpy (``jobs``, ``results``, ``skeleton``) hold the logic; the rest is a thin layer.
+"""
+
+from . import operators, panels, preferences, properties
+
+_modules = (properties, preferences, operators, panels)
+
+
+def register() -> None:
+    for module in _modules:
+        module.register()
+
+
+def unregister() -> None:
+    for module in reversed(_modules):
+        module.unregister()

@@ -1,0 +1,231 @@
+"""Build a planned import in the scene: collection, camera, one keyframed armature per track.
+
+The plan (``results.load_import_plan``) is read and checked first, so a bad result folder
+raises before the scene is touched. A re-import of the same result replaces its collection
+only after the new one is complete.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from . import animation
+from .results import (
+    CAMERA_ROTATION_EULER,
+    FRAME_OFFSET,
+    ImportPlan,
+    TrackPlan,
+    load_import_plan,
+    scene_fps,
+)
+from .skeleton import ArmaturePlan, plan_armature, pose_bone_keys
+
+RESULT_PATH_PROP = "ram_result_path"
+TRACK_ID_PROP = "ram_track_id"
+SOURCE_VIDEO_PROP = "ram_source_video"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import made: the collection, its camera and armatures, and warnings."""
+
+    collection: bpy.types.Collection
+    camera: bpy.types.Object
+    armatures: tuple
+    warnings: tuple[str, ...]
+
+
+def import_result(filepath: str | Path, scene: bpy.types.Scene | None = None) -> ImportReport:
+    """Import a ``NAME.ram`` result folder (or a file inside it) into ``scene``.
+
+    Raises ram_core's ResultFormatError (scene untouched) for a folder it cannot read.
+    """
+    path = Path(filepath)
+    if path.is_file():
+        path = path.parent
+    return build_import(load_import_plan(path), scene or bpy.context.scene)
+
+
+def imported_collections(scene: bpy.types.Scene, result_path: Path | None = None) -> list:
+    """Collections linked in ``scene`` that hold an import (of ``result_path`` if given)."""
+    found = []
+    for collection in scene.collection.children_recursive:
+        stored = collection.get(RESULT_PATH_PROP)
+        if stored is None:
+            continue
+        if result_path is None or Path(stored) == Path(result_path):
+            found.append(collection)
+    return found
+
+
+def build_import(plan: ImportPlan, scene: bpy.types.Scene) -> ImportReport:
+    """Create the import's data in ``scene``; on any failure remove what was made."""
+    warnings: list[str] = []
+    collection = bpy.data.collections.new(plan.collection_name)
+    collection[RESULT_PATH_PROP] = str(plan.result_path)
+    scene.collection.children.link(collection)
+    try:
+        camera = _build_camera(plan, collection, warnings)
+        armatures = _build_armatures(plan, collection)
+    except BaseException:
+        remove_import(collection)
+        raise
+    for old in imported_collections(scene, plan.result_path):
+        if old != collection:
+            remove_import(old)
+    # The old import's names are free now; take the planned ones.
+    collection.name = plan.collection_name
+    for armature, track in zip(armatures, plan.tracks, strict=True):
+        armature.name = armature.data.name = track.name
+    _set_scene(plan, scene, camera)
+    return ImportReport(collection, camera, tuple(armatures), tuple(warnings))
+
+
+def remove_import(collection: bpy.types.Collection) -> None:
+    """Delete an import's collection with its objects, their data and actions."""
+    for obj in list(collection.all_objects):
+        data = obj.data
+        action = obj.animation_data.action if obj.animation_data else None
+        bpy.data.objects.remove(obj)
+        if action is not None and action.users == 0:
+            bpy.data.actions.remove(action)
+        if data is not None and data.users == 0:
+            if isinstance(data, bpy.types.Camera):
+                clips = [bg.clip for bg in data.background_images if bg.clip is not None]
+                bpy.data.cameras.remove(data)
+                for clip in clips:
+                    if clip.users == 0:
+                        bpy.data.movieclips.remove(clip)
+            elif isinstance(data, bpy.types.Armature):
+                bpy.data.armatures.remove(data)
+    bpy.data.collections.remove(collection)
+
+
+def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.types.Object:
+    settings = plan.camera
+    data = bpy.data.cameras.new(f"{plan.collection_name} camera")
+    data.sensor_fit = "HORIZONTAL"
+    data.sensor_width = settings.sensor_width_mm
+    data.lens = settings.lens_mm
+    data.shift_x = settings.shift_x
+    data.shift_y = settings.shift_y
+    data.clip_start = 0.01
+    data.clip_end = 1000.0
+    camera = bpy.data.objects.new(f"{plan.collection_name} camera", data)
+    camera.rotation_mode = "XYZ"
+    camera.rotation_euler = CAMERA_ROTATION_EULER
+    camera.location = (0.0, 0.0, 0.0)
+    camera[RESULT_PATH_PROP] = str(plan.result_path)
+    collection.objects.link(camera)
+    if plan.video_path is None or not plan.video_path.is_file():
+        warnings.append(f"The source video {plan.video_path} is missing; no camera background.")
+        return camera
+    camera[SOURCE_VIDEO_PROP] = str(plan.video_path)
+    clip = bpy.data.movieclips.load(str(plan.video_path), check_existing=True)
+    clip.frame_start = FRAME_OFFSET
+    data.show_background_images = True
+    background = data.background_images.new()
+    background.source = "MOVIE_CLIP"
+    background.clip = clip
+    background.alpha = 1.0
+    return camera
+
+
+def _build_armatures(plan: ImportPlan, collection) -> list:
+    if not plan.tracks:
+        return []
+    armature_plan = plan_armature()
+    template = _armature_data(armature_plan, collection)
+    bone_rest = np.array(
+        [np.array(template.bones[name].matrix_local.to_3x3()) for name in armature_plan.names]
+    )
+    armatures = []
+    for index, track in enumerate(plan.tracks):
+        data = template if index == 0 else template.copy()
+        armatures.append(_track_object(plan, track, data, collection))
+    # Pose channels exist only once the depsgraph has seen the objects.
+    bpy.context.view_layer.update()
+    for obj, track in zip(armatures, plan.tracks, strict=True):
+        _animate_track(obj, track, bone_rest, armature_plan.names)
+    return armatures
+
+
+def _armature_data(plan: ArmaturePlan, collection) -> bpy.types.Armature:
+    """The rest skeleton, made once in edit mode through a temporary object."""
+    data = bpy.data.armatures.new("RAM_SMPL24")
+    holder = bpy.data.objects.new("RAM_SMPL24 (building)", data)
+    collection.objects.link(holder)
+    view_layer = bpy.context.view_layer
+    previous_active = view_layer.objects.active
+    previous_mode = bpy.context.mode
+    try:
+        if previous_mode != "OBJECT" and previous_active is not None:
+            bpy.ops.object.mode_set(mode="OBJECT")
+        view_layer.objects.active = holder
+        bpy.ops.object.mode_set(mode="EDIT")
+        edit_bones = []
+        for j, name in enumerate(plan.names):
+            bone = data.edit_bones.new(name)
+            bone.head = plan.heads[j]
+            bone.tail = plan.tails[j]
+            bone.roll = float(plan.rolls[j])
+            bone.use_connect = False
+            if plan.parents[j] >= 0:
+                bone.parent = edit_bones[plan.parents[j]]
+            edit_bones.append(bone)
+        bpy.ops.object.mode_set(mode="OBJECT")
+    finally:
+        view_layer.objects.active = previous_active
+        bpy.data.objects.remove(holder)
+    data.display_type = "OCTAHEDRAL"
+    return data
+
+
+def _track_object(plan: ImportPlan, track: TrackPlan, data, collection):
+    obj = bpy.data.objects.new(track.name, data)
+    data.name = track.name
+    obj[TRACK_ID_PROP] = track.track_id
+    obj[SOURCE_VIDEO_PROP] = str(plan.video_path or "")
+    obj[RESULT_PATH_PROP] = str(plan.result_path)
+    obj.color = (*track.color, 1.0)
+    obj.show_in_front = True
+    obj.matrix_world = Matrix.Identity(4)
+    collection.objects.link(obj)
+    return obj
+
+
+def _animate_track(obj, track: TrackPlan, bone_rest, bone_names) -> None:
+    for pose_bone in obj.pose.bones:
+        pose_bone.rotation_mode = "QUATERNION"
+        pose_bone.color.palette = "CUSTOM"
+        pose_bone.color.custom.normal = track.color
+        pose_bone.color.custom.select = tuple(min(1.0, c + 0.3) for c in track.color)
+        pose_bone.color.custom.active = (1.0, 1.0, 1.0)
+    quaternions, root_locations = pose_bone_keys(
+        track.global_orient, track.body_pose, track.transl, bone_rest
+    )
+    action = animation.new_action_for(obj, f"{track.name}_motion")
+    root = bone_names[0]
+    animation.write_channels(
+        action, obj, f'pose.bones["{root}"].location', track.frames, root_locations, root
+    )
+    for j, name in enumerate(bone_names):
+        path = f'pose.bones["{name}"].rotation_quaternion'
+        animation.write_channels(action, obj, path, track.frames, quaternions[:, j], name)
+
+
+def _set_scene(plan: ImportPlan, scene, camera) -> None:
+    fps, fps_base = scene_fps(plan.fps)
+    scene.render.fps = fps
+    scene.render.fps_base = fps_base
+    scene.frame_start = plan.frame_start
+    scene.frame_end = plan.frame_end
+    scene.render.resolution_x = plan.camera.width_px
+    scene.render.resolution_y = plan.camera.height_px
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = plan.camera.pixel_aspect_x
+    scene.render.pixel_aspect_y = plan.camera.pixel_aspect_y
+    scene.camera = camera

@@ -1,0 +1,314 @@
+"""The pipeline as a subprocess: ``ram-core run … --progress json``, read on a thread.
+
+No bpy here. A reader thread turns each stdout line into an event dict on a
+``queue.Queue``; the modal operator (or a test) drains it with ``poll()``. Cancelling sends
+SIGTERM, which ram-core turns into a clean exit 130 that removes its temporary output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_MODEL = 3
+EXIT_CANCELLED = 130
+
+BACKENDS = ("auto", "full", "lite")
+DEVICES = ("auto", "cpu", "cuda")
+# How long a cancelled pipeline may take to clean up before it is killed.
+_TERMINATE_GRACE_S = 10.0
+_STDERR_LINES_KEPT = 20
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One ``ram-core run``: which Python runs it and with what arguments."""
+
+    python: str
+    video: Path
+    output: Path
+    backend: str = "auto"
+    device: str = "auto"
+    start: int | None = None
+    end: int | None = None
+    preview: bool = False
+    weights_dir: str = ""
+    smpl_model: str = ""
+
+    def command(self) -> list[str]:
+        """The argument list for ``subprocess.Popen``."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        command = [self.python, "-m", "ram_core", "run", str(self.video), "-o", str(self.output)]
+        command += ["--backend", self.backend, "--device", self.device, "--progress", "json"]
+        if self.start is not None:
+            command += ["--start", str(self.start)]
+        if self.end is not None:
+            command += ["--end", str(self.end)]
+        if not self.preview:
+            command.append("--no-preview")
+        return command
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment: ours, plus where the weights and SMPL model are."""
+        env = dict(os.environ)
+        # Blender's own Python settings must not leak into another interpreter.
+        for name in ("PYTHONHOME", "PYTHONPATH"):
+            env.pop(name, None)
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.weights_dir:
+            env["RAM_WEIGHTS_DIR"] = self.weights_dir
+        if self.smpl_model:
+            env["RAM_SMPL_MODEL"] = self.smpl_model
+        return env
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a finished job ended: ``ok``, the exit code, one message for a report."""
+
+    ok: bool
+    exit_code: int
+    message: str
+    result_path: Path | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.exit_code == EXIT_CANCELLED
+
+
+def outcome_message(exit_code: int, error_message: str | None, stderr_tail: str) -> str:
+    """One clear sentence for how the pipeline ended."""
+    detail = (error_message or stderr_tail or "").strip()
+    if exit_code == EXIT_OK:
+        return "The pipeline finished."
+    if exit_code == EXIT_BAD_INPUT:
+        return f"The pipeline refused the input: {detail or 'no reason given'}"
+    if exit_code == EXIT_MISSING_MODEL:
+        return f"A model or weight file is missing: {detail or 'no details given'}"
+    if exit_code == EXIT_CANCELLED:
+        return "The pipeline was cancelled."
+    if exit_code == EXIT_INTERNAL:
+        return f"The pipeline failed: {detail or 'internal error'}"
+    if exit_code < 0:
+        return f"The pipeline was stopped by signal {-exit_code}." + (
+            f" {detail}" if detail else ""
+        )
+    return f"The pipeline ended with unexpected exit code {exit_code}." + (
+        f" {detail}" if detail else ""
+    )
+
+
+class PipelineJob:
+    """A running pipeline subprocess whose JSON events arrive on a queue.
+
+    ``start()`` launches it; ``poll()`` returns the events that arrived (dicts; a line that
+    is not JSON becomes ``{"event": "output", "line": …}``); ``finished()`` says whether the
+    process ended and its output was read; ``outcome()`` then says how it ended.
+    """
+
+    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.command = list(command)
+        self.env = env
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stage = ""
+        self.done = 0
+        self.total: int | None = None
+        self.result_path: Path | None = None
+        self.error_message: str | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
+        self._process: subprocess.Popen[str] | None = None
+        self._threads: list[threading.Thread] = []
+        self._cancel_requested = False
+
+    @classmethod
+    def for_request(cls, request: RunRequest) -> PipelineJob:
+        return cls(request.command(), request.environment())
+
+    def start(self) -> PipelineJob:
+        """Launch the process. Raises OSError when the Python cannot be started."""
+        if self._process is not None:
+            raise RuntimeError("This job has already started.")
+        self._process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=self.env,
+            bufsize=1,
+        )
+        self._threads = [
+            threading.Thread(target=self._read_stdout, name="ram-job-stdout", daemon=True),
+            threading.Thread(target=self._read_stderr, name="ram-job-stderr", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _read_stdout(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict) or "event" not in event:
+                event = {"event": "output", "line": line}
+            self.events.put(event)
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        for line in self._process.stderr:
+            if line.strip():
+                self._stderr_tail.append(line.rstrip())
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The events that arrived since the last call, with the job's state updated."""
+        arrived = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self._note(event)
+            arrived.append(event)
+        return arrived
+
+    def _note(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "stage":
+            self.stage, self.done, self.total = str(event.get("stage", "")), 0, event.get("total")
+        elif kind == "progress":
+            self.stage = str(event.get("stage", self.stage))
+            self.done = int(event.get("done") or 0)
+            self.total = event.get("total")
+        elif kind == "done" and event.get("result"):
+            self.result_path = Path(str(event["result"]))
+        elif kind == "error":
+            self.error_message = str(event.get("message", ""))
+
+    @property
+    def fraction(self) -> float:
+        """The current stage's progress in [0, 1] (0 when its length is unknown)."""
+        if not self.total:
+            return 0.0
+        return min(1.0, max(0.0, self.done / float(self.total)))
+
+    def finished(self) -> bool:
+        """True once the process has exited and both pipes are read to the end."""
+        if self._process is None or self._process.poll() is None:
+            return False
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def wait(self, timeout: float | None = None) -> JobOutcome:
+        """Block until the job ends (TimeoutError after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"The pipeline did not end within {timeout} s.")
+            time.sleep(0.02)
+        return self.outcome()
+
+    def cancel(self) -> None:
+        """Ask the process to stop (SIGTERM), and kill it if it has not after a grace time."""
+        self._cancel_requested = True
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=_TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def outcome(self) -> JobOutcome:
+        """How the finished job ended. RuntimeError while it still runs."""
+        if not self.finished():
+            raise RuntimeError("The pipeline is still running.")
+        assert self._process is not None
+        self.poll()
+        code = self._process.returncode
+        if self._cancel_requested and code != EXIT_OK:
+            code = EXIT_CANCELLED
+        message = outcome_message(code, self.error_message, self.stderr_tail)
+        ok = code == EXIT_OK
+        if ok and self.result_path is None:
+            ok, message = False, "The pipeline finished without naming its result folder."
+        return JobOutcome(ok, code, message, self.result_path if ok else None)
+
+    @property
+    def stderr_tail(self) -> str:
+        """The last line the process wrote on stderr ('' when none)."""
+        return self._stderr_tail[-1] if self._stderr_tail else ""
+
+
+def python_can_run_pipeline(python: str, timeout_s: float = 20.0) -> bool:
+    """Whether ``python`` exists and imports ram_core."""
+    if not python or not Path(python).is_file():
+        return False
+    try:
+        completed = subprocess.run(
+            [python, "-c", "import ram_core.cli"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_s,
+            env={k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return completed.returncode == 0
+
+
+def pipeline_python_candidates(extension_env: Path | None = None) -> list[str]:
+    """Where a pipeline Python may be, most specific first.
+
+    ``RAM_PIPELINE_PYTHON``, the environment the add-on installs in its user folder, the
+    interpreter beside a ``ram-core`` on PATH, then ``python3`` on PATH.
+    """
+    candidates = []
+    if os.environ.get("RAM_PIPELINE_PYTHON"):
+        candidates.append(os.environ["RAM_PIPELINE_PYTHON"])
+    if extension_env is not None:
+        scripts = "Scripts" if sys.platform == "win32" else "bin"
+        exe = "python.exe" if sys.platform == "win32" else "python"
+        candidates.append(str(extension_env / scripts / exe))
+    ram_core_script = shutil.which("ram-core")
+    if ram_core_script:
+        folder = Path(ram_core_script).parent
+        for name in ("python", "python3", "python.exe"):
+            candidates.append(str(folder / name))
+    on_path = shutil.which("python3") or shutil.which("python")
+    if on_path:
+        candidates.append(on_path)
+    return list(dict.fromkeys(candidates))
+
+
+def find_pipeline_python(extension_env: Path | None = None) -> str:
+    """The first candidate that imports ram_core, or '' when none does."""
+    for candidate in pipeline_python_candidates(extension_env):
+        if python_can_run_pipeline(candidate):
+            return candidate
+    return ""

@@ -1,0 +1,93 @@
+"""Add-on preferences: where the pipeline runs and with what."""
+
+# Blender's class naming (RAM_OT_x) and its set-valued class attributes are its API.
+
+from pathlib import Path
+
+import bpy
+
+from .jobs import find_pipeline_python
+
+PIPELINE_ENV_FOLDER = "pipeline-env"
+
+_BACKEND_ITEMS = (
+    ("auto", "Auto", "Full where its weights are present, else lite"),
+    ("full", "Full", "SAM2 + T-HMR on downloaded weights"),
+    ("lite", "Lite", "Offline models shipped with the pipeline (CPU friendly)"),
+)
+_DEVICE_ITEMS = (
+    ("auto", "Auto", "The GPU when there is one, else the CPU"),
+    ("cpu", "CPU", "Always the CPU"),
+    ("cuda", "CUDA", "An NVIDIA GPU"),
+)
+
+
+class RAM_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    pipeline_python: bpy.props.StringProperty(
+        name="Pipeline Python",
+        description="Python interpreter that has ram_core installed (empty: find one)",
+        subtype="FILE_PATH",
+    )
+    weights_dir: bpy.props.StringProperty(
+        name="Weights Folder",
+        description="Where the full backend's model weights are kept",
+        subtype="DIR_PATH",
+    )
+    smpl_model: bpy.props.StringProperty(
+        name="SMPL Model",
+        description="Your licensed SMPL model file (optional; the built-in skeleton otherwise)",
+        subtype="FILE_PATH",
+    )
+    backend: bpy.props.EnumProperty(name="Backend", items=_BACKEND_ITEMS, default="auto")
+    device: bpy.props.EnumProperty(name="Device", items=_DEVICE_ITEMS, default="auto")
+
+    def draw(self, context):
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(self, "pipeline_python")
+        row.operator(RAM_OT_detect_pipeline_python.bl_idname, text="", icon="VIEWZOOM")
+        layout.prop(self, "weights_dir")
+        layout.prop(self, "smpl_model")
+        row = layout.row()
+        row.prop(self, "backend")
+        row.prop(self, "device")
+
+
+def preferences(context=None) -> RAM_AddonPreferences:
+    """This add-on's preferences."""
+    context = context or bpy.context
+    return context.preferences.addons[__package__].preferences
+
+
+def extension_env_folder() -> Path:
+    """Where "Install pipeline environment" puts its virtual environment."""
+    return Path(bpy.utils.extension_path_user(__package__, path=PIPELINE_ENV_FOLDER))
+
+
+def resolve_pipeline_python(context=None) -> str:
+    """The preference when set, else the first Python found that imports ram_core ('')."""
+    chosen = bpy.path.abspath(preferences(context).pipeline_python)
+    return chosen or find_pipeline_python(extension_env_folder())
+
+
+class RAM_OT_detect_pipeline_python(bpy.types.Operator):
+    """Find a Python that has ram_core installed and remember it"""
+
+    bl_idname = "ram.detect_pipeline_python"
+    bl_label = "Find Pipeline Python"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        found = find_pipeline_python(extension_env_folder())
+        if not found:
+            self.report({"ERROR"}, "No Python with ram_core found; set the path by hand")
+            return {"CANCELLED"}
+        preferences(context).pipeline_python = found
+        self.report({"INFO"}, f"Pipeline Python: {found}")
+        return {"FINISHED"}
+
+
+classes = (RAM_OT_detect_pipeline_python, RAM_AddonPreferences)
+register, unregister = bpy.utils.register_classes_factory(classes)

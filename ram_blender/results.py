@@ -1,0 +1,177 @@
+"""A result folder read and turned into what the importer builds. No bpy here.
+
+Frames and axes. Video frame ``f`` is shown at Blender frame ``f + FRAME_OFFSET`` (a movie
+clip's first frame sits on frame 1). The result is in the OpenCV camera frame (x right,
+y down, z forward); the importer puts the camera at the world origin turned a half-turn
+about x (a Blender camera looks down its local -z with y up), which makes Blender's world
+frame *equal* to the OpenCV camera frame: ``CAMERA_TO_WORLD`` is the identity, so armatures
+need no parent or offset to line up with the video through the camera.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ram_core.palette import track_color
+from ram_core.result import RamResult, ResultFormatError, load_result
+
+FRAME_OFFSET = 1
+CAMERA_ROTATION_EULER = (math.pi, 0.0, 0.0)
+CAMERA_TO_WORLD = np.eye(4)
+# Blender's default full-frame sensor; only the ratio lens / sensor matters.
+SENSOR_WIDTH_MM = 36.0
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """A Blender camera that projects like the result's pinhole intrinsics.
+
+    Sensor fit is horizontal: ``lens_mm / sensor_width_mm = fx / width``. Shifts are in
+    units of the larger image side, as Blender measures them. Non-square pixels (fx != fy)
+    become Blender's pixel aspect (both >= 1); only square pixels are checked in tests.
+    """
+
+    width_px: int
+    height_px: int
+    lens_mm: float
+    sensor_width_mm: float
+    shift_x: float
+    shift_y: float
+    pixel_aspect_x: float
+    pixel_aspect_y: float
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    """One person: name, colour and per-frame SMPL parameters.
+
+    frames: (T,) Blender frame numbers; global_orient (T, 3), body_pose (T, 23, 3)
+    axis-angle; transl (T, 3) metres in the camera frame; betas (T, 10).
+    """
+
+    track_id: int
+    name: str
+    color: tuple[float, float, float]
+    frames: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    transl: np.ndarray
+    betas: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Everything the importer needs, read and checked before the scene is touched."""
+
+    result_path: Path
+    collection_name: str
+    video_path: Path | None
+    fps: float
+    frame_start: int
+    frame_end: int
+    camera: CameraSettings
+    tracks: tuple[TrackPlan, ...]
+    manifest: dict[str, Any]
+
+
+def track_object_name(track_id: int) -> str:
+    """``RAM_Person_003`` for track 3."""
+    return f"RAM_Person_{track_id:03d}"
+
+
+def camera_settings(camera: dict[str, Any]) -> CameraSettings:
+    """The manifest's ``camera`` entry (fx, fy, cx, cy, width, height) as Blender settings.
+
+    Raises ResultFormatError when a value is missing or not positive.
+    """
+    try:
+        fx, fy = float(camera["fx"]), float(camera["fy"])
+        cx, cy = float(camera["cx"]), float(camera["cy"])
+        width, height = int(camera["width"]), int(camera["height"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultFormatError(f"The manifest's camera entry is incomplete ({exc}).") from exc
+    if min(fx, fy) <= 0 or min(width, height) <= 0:
+        raise ResultFormatError("The manifest's camera has a non-positive focal or size.")
+    larger_side = max(width, height)
+    # Blender's vertical focal in pixels is fx * aspect_x / aspect_y, so their ratio is fx / fy.
+    return CameraSettings(
+        width_px=width,
+        height_px=height,
+        lens_mm=fx / width * SENSOR_WIDTH_MM,
+        sensor_width_mm=SENSOR_WIDTH_MM,
+        shift_x=(width / 2.0 - cx) / larger_side,
+        shift_y=(cy - height / 2.0) / larger_side,
+        pixel_aspect_x=max(1.0, fy / fx),
+        pixel_aspect_y=max(1.0, fx / fy),
+    )
+
+
+def scene_fps(fps: float) -> tuple[int, float]:
+    """Blender's (fps, fps_base) for a frame rate: 29.97 -> (30, 1.001)."""
+    if not fps > 0:
+        raise ResultFormatError(f"The source video's frame rate {fps!r} is not positive.")
+    rounded = max(1, round(fps))
+    return rounded, rounded / fps
+
+
+def plan_import(result: RamResult) -> ImportPlan:
+    """Check a loaded result and lay out the import. Raises ResultFormatError."""
+    manifest = result.manifest
+    video = manifest.get("source_video") or {}
+    if "camera" not in manifest:
+        raise ResultFormatError(f"{result.path}: the manifest has no camera entry.")
+    camera = camera_settings(manifest["camera"])
+    try:
+        fps = float(video["fps"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultFormatError(f"{result.path}: the manifest lacks the video's fps.") from exc
+    scene_fps(fps)
+    frames = result.tracks["frame"]
+    start = int(video.get("start", frames.min() if frames.size else 0))
+    end = int(video.get("end", frames.max() + 1 if frames.size else start + 1))
+    tracks = []
+    for track_id in result.track_ids():
+        rows = result.track(int(track_id))
+        tracks.append(
+            TrackPlan(
+                track_id=int(track_id),
+                name=track_object_name(int(track_id)),
+                color=track_color(int(track_id)),
+                frames=rows["frame"].astype(np.int64) + FRAME_OFFSET,
+                global_orient=rows["global_orient"].astype(np.float64),
+                body_pose=rows["body_pose"].astype(np.float64),
+                transl=rows["transl"].astype(np.float64),
+                betas=rows["betas"].astype(np.float64),
+            )
+        )
+    video_path = Path(video["path"]) if video.get("path") else None
+    return ImportPlan(
+        result_path=result.path.resolve(),
+        collection_name=f"RAM {result.path.name}",
+        video_path=video_path,
+        fps=fps,
+        frame_start=start + FRAME_OFFSET,
+        frame_end=max(start, end - 1) + FRAME_OFFSET,
+        camera=camera,
+        tracks=tuple(tracks),
+        manifest=manifest,
+    )
+
+
+def load_import_plan(path: str | Path) -> ImportPlan:
+    """Read a result folder (edits applied) and plan its import. Raises ResultFormatError."""
+    return plan_import(load_result(path, apply_edits=True))
+
+
+def project_points(points_cam: np.ndarray, camera: dict[str, Any]) -> np.ndarray:
+    """Pinhole projection with the manifest's intrinsics: (..., 3) metres -> (..., 2) pixels."""
+    points_cam = np.asarray(points_cam, dtype=np.float64)
+    z = points_cam[..., 2]
+    u = float(camera["fx"]) * points_cam[..., 0] / z + float(camera["cx"])
+    v = float(camera["fy"]) * points_cam[..., 1] / z + float(camera["cy"])
+    return np.stack([u, v], axis=-1)

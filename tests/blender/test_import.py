@@ -1,0 +1,143 @@
+"""import_result in real bpy: objects, keys, joint positions, camera projection, re-import."""
+
+import bpy
+import numpy as np
+import pytest
+from bpy_extras.object_utils import world_to_camera_view
+from conftest import CAMERA, DEMO_VIDEO, EXTENSION_MODULE, submodule, write_result
+from mathutils import Vector
+
+from ram_core.result import ResultFormatError, load_result
+from ram_core.skeleton import JOINT_NAMES, PARENTS, forward_kinematics
+
+TRACKS = {1: range(20), 4: range(6, 20)}
+
+
+@pytest.fixture
+def result_path(tmp_path):
+    return write_result(tmp_path / "clip.ram", TRACKS)
+
+
+def _armatures(report):
+    return {obj["ram_track_id"]: obj for obj in report.armatures}
+
+
+def _bone_heads_world(obj) -> np.ndarray:
+    return np.array(
+        [np.array(obj.matrix_world @ obj.pose.bones[name].head) for name in JOINT_NAMES]
+    )
+
+
+def test_import_makes_camera_armatures_keys_and_scene_settings(ext, result_path):
+    report = submodule("importer").import_result(result_path)
+    scene = bpy.context.scene
+    assert report.collection.name == "RAM clip.ram"
+    assert report.collection["ram_result_path"] == str(result_path.resolve())
+    armatures = _armatures(report)
+    assert sorted(armatures) == [1, 4]
+    animation = submodule("animation")
+    for track_id, obj in armatures.items():
+        assert obj.name == f"RAM_Person_{track_id:03d}"
+        assert obj.type == "ARMATURE"
+        assert sorted(bone.name for bone in obj.data.bones) == sorted(JOINT_NAMES)
+        assert all(
+            (obj.data.bones[name].parent.name if obj.data.bones[name].parent else -1)
+            == (JOINT_NAMES[parent] if parent >= 0 else -1)
+            for name, parent in zip(JOINT_NAMES, PARENTS, strict=True)
+        )
+        assert obj["ram_source_video"] == str(DEMO_VIDEO)
+        assert obj["ram_result_path"] == str(result_path.resolve())
+        curves = animation.action_fcurves(obj.animation_data.action, obj)
+        assert len(curves) == 24 * 4 + 3
+        frames = len(TRACKS[track_id])
+        assert {len(curve.keyframe_points) for curve in curves} == {frames}
+        first_key = curves[0].keyframe_points[0].co[0]
+        assert first_key == TRACKS[track_id][0] + 1
+    colours = {tuple(round(c, 4) for c in obj.color[:3]) for obj in armatures.values()}
+    assert len(colours) == 2
+    assert scene.render.fps == 24 and scene.render.fps_base == pytest.approx(1.0)
+    assert (scene.frame_start, scene.frame_end) == (1, 20)
+    assert scene.camera == report.camera
+    assert report.camera.data.background_images[0].clip.filepath.endswith("three_people.mp4")
+
+
+@pytest.mark.parametrize("frame_index", [0, 7, 13, 19])
+def test_joint_world_positions_match_forward_kinematics(ext, result_path, frame_index):
+    results = submodule("results")
+    report = submodule("importer").import_result(result_path)
+    loaded = load_result(result_path)
+    scene = bpy.context.scene
+    scene.frame_set(frame_index + results.FRAME_OFFSET)
+    for track_id, obj in _armatures(report).items():
+        rows = loaded.track(track_id)
+        if frame_index not in rows["frame"]:
+            continue
+        row = int(np.flatnonzero(rows["frame"] == frame_index)[0])
+        joints_cam, _ = forward_kinematics(
+            rows["global_orient"][row], rows["body_pose"][row], rows["transl"][row]
+        )
+        joints_world = (
+            joints_cam @ results.CAMERA_TO_WORLD[:3, :3].T + results.CAMERA_TO_WORLD[:3, 3]
+        )
+        error_m = np.abs(_bone_heads_world(obj) - joints_world).max()
+        assert error_m < 1e-3, f"track {track_id} frame {frame_index}: {error_m:.2e} m"
+
+
+def test_joints_seen_through_the_camera_land_on_their_pixels(ext, result_path):
+    results = submodule("results")
+    report = submodule("importer").import_result(result_path)
+    scene = bpy.context.scene
+    loaded = load_result(result_path)
+    frame_index = 10
+    scene.frame_set(frame_index + results.FRAME_OFFSET)
+    for track_id, obj in _armatures(report).items():
+        rows = loaded.track(track_id)
+        row = int(np.flatnonzero(rows["frame"] == frame_index)[0])
+        joints_cam, _ = forward_kinematics(
+            rows["global_orient"][row], rows["body_pose"][row], rows["transl"][row]
+        )
+        expected_px = results.project_points(joints_cam, CAMERA)
+        seen = np.array(
+            [
+                world_to_camera_view(scene, report.camera, Vector(co))[:]
+                for co in _bone_heads_world(obj)
+            ]
+        )
+        seen_px = np.column_stack(
+            [seen[:, 0] * CAMERA["width"], (1.0 - seen[:, 1]) * CAMERA["height"]]
+        )
+        assert np.abs(seen_px - expected_px).max() < 0.05
+        assert np.all(seen[:, 2] > 0)
+
+
+def test_reimport_replaces_the_collection(ext, result_path):
+    importer = submodule("importer")
+    importer.import_result(result_path)
+    counts = (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.armatures))
+    report = importer.import_result(result_path)
+    assert (len(bpy.data.objects), len(bpy.data.actions), len(bpy.data.armatures)) == counts
+    assert [c.name for c in bpy.context.scene.collection.children] == ["RAM clip.ram"]
+    assert sorted(obj.name for obj in report.armatures) == ["RAM_Person_001", "RAM_Person_004"]
+
+
+def test_a_folder_that_is_not_a_result_leaves_the_scene_alone(ext, tmp_path):
+    (tmp_path / "empty.ram").mkdir()
+    with pytest.raises(ResultFormatError):
+        submodule("importer").import_result(tmp_path / "empty.ram")
+    assert len(bpy.data.objects) == 0 and len(bpy.data.collections) == 0
+    with pytest.raises(RuntimeError, match="not a ram-motion result"):
+        bpy.ops.ram.import_result(filepath=str(tmp_path / "empty.ram"))
+
+
+def test_operator_imports_and_the_extension_is_enabled(ext, result_path):
+    assert EXTENSION_MODULE in bpy.context.preferences.addons
+    assert bpy.ops.ram.import_result(filepath=str(result_path)) == {"FINISHED"}
+    assert len([o for o in bpy.data.objects if o.type == "ARMATURE"]) == 2
+
+
+def test_ntsc_frame_rate_becomes_fps_and_base(ext, tmp_path):
+    path = write_result(tmp_path / "ntsc.ram", {2: range(3, 9)}, fps=30000 / 1001)
+    submodule("importer").import_result(path)
+    render = bpy.context.scene.render
+    assert render.fps == 30
+    assert render.fps / render.fps_base == pytest.approx(30000 / 1001)

@@ -1,0 +1,127 @@
+"""import_video's plain functions against real subprocesses: failure, cancel, success."""
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import bpy
+import pytest
+from conftest import DEMO_VIDEO, EXTENSION_MODULE, REPO, submodule
+
+
+def _scene_state():
+    scene = bpy.context.scene
+    return (
+        sorted(o.name for o in bpy.data.objects),
+        sorted(c.name for c in bpy.data.collections),
+        sorted(a.name for a in bpy.data.actions),
+        (scene.frame_start, scene.frame_end, scene.render.fps, scene.camera),
+    )
+
+
+def _fake_pipeline(folder: Path, body: str) -> str:
+    """An executable standing in for the pipeline's Python: it prints and exits as told."""
+    script = folder / "fake_python"
+    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def _request(tmp_path, python):
+    return submodule("video_import").make_run_request(bpy.context, str(DEMO_VIDEO), python)
+
+
+def test_operators_preferences_and_panels_are_registered(ext):
+    assert bpy.ops.ram.import_video.idname() == "RAM_OT_import_video"
+    assert bpy.ops.ram.import_result.idname() == "RAM_OT_import_result"
+    prefs = bpy.context.preferences.addons[EXTENSION_MODULE].preferences
+    assert prefs.backend == "auto" and prefs.device == "auto"
+    assert hasattr(bpy.context.scene, "ram")
+    assert bpy.types.VIEW3D_PT_ram_import.bl_category == "RAM"
+    assert bpy.types.SEQUENCER_PT_ram_import.bl_category == "RAM"
+
+
+def test_failing_pipeline_reports_one_error_and_leaves_the_scene(ext, tmp_path):
+    video_import = submodule("video_import")
+    python = _fake_pipeline(
+        tmp_path,
+        'print(json.dumps({"event": "stage", "stage": "tracking", "total": 4}), flush=True)\n'
+        'print(json.dumps({"event": "error", "message": "cannot read video X", '
+        '"exit_code": 2}), flush=True)\n'
+        'print("error: cannot read video X", file=sys.stderr)\n'
+        "sys.exit(2)",
+    )
+    before = _scene_state()
+    job = video_import.start_video_import(_request(tmp_path, python))
+    job.wait(timeout=20)
+    result = video_import.finish_video_import(job, bpy.context.scene)
+    assert not result.ok
+    assert result.outcome.exit_code == 2
+    assert result.outcome.message == "The pipeline refused the input: cannot read video X"
+    assert _scene_state() == before
+
+
+def test_cancelled_pipeline_stops_and_leaves_the_scene(ext, tmp_path):
+    video_import = submodule("video_import")
+    python = _fake_pipeline(
+        tmp_path,
+        "for i in range(600):\n"
+        '    print(json.dumps({"event": "progress", "stage": "tracking", "done": i, '
+        '"total": 600}), flush=True)\n'
+        "    time.sleep(0.05)",
+    )
+    before = _scene_state()
+    job = video_import.start_video_import(_request(tmp_path, python))
+    deadline = time.monotonic() + 20
+    while not job.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.stage == "tracking" and job.total == 600
+    started = time.monotonic()
+    job.cancel()
+    job.wait(timeout=10)
+    assert time.monotonic() - started < 5
+    result = video_import.finish_video_import(job, bpy.context.scene)
+    assert result.outcome.cancelled and not result.ok
+    assert result.outcome.message == "The pipeline was cancelled."
+    assert _scene_state() == before
+
+
+def test_missing_pipeline_python_is_one_clear_error(ext, tmp_path):
+    bpy.context.scene.ram.video_filepath = str(DEMO_VIDEO)
+    prefs = bpy.context.preferences.addons[EXTENSION_MODULE].preferences
+    prefs.pipeline_python = str(tmp_path / "no_such_python")
+    before = _scene_state()
+    with pytest.raises(RuntimeError, match="Cannot start the pipeline Python"):
+        bpy.ops.ram.import_video()
+    assert _scene_state() == before
+    prefs.pipeline_python = ""
+
+
+PIPELINE_PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PIPELINE_PYTHON.is_file(), reason="no .venv with the pipeline")
+def test_real_pipeline_on_twelve_frames_imports_armatures(ext, tmp_path):
+    video_import = submodule("video_import")
+    settings = bpy.context.scene.ram
+    settings.use_frame_range, settings.frame_first, settings.frame_stop = True, 0, 12
+    request = _request(tmp_path, str(PIPELINE_PYTHON))
+    assert request.command()[-5:] == ["--start", "0", "--end", "12", "--no-preview"]
+    job = video_import.start_video_import(request)
+    outcome_events = []
+    deadline = time.monotonic() + 120
+    while not job.finished() and time.monotonic() < deadline:
+        outcome_events += job.poll()
+        time.sleep(0.05)
+    result = video_import.finish_video_import(job, bpy.context.scene)
+    assert result.ok, result.outcome.message
+    assert any(e["event"] == "progress" for e in outcome_events + job.poll()) or job.total
+    assert len(result.report.armatures) >= 1
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 12)
+    manifest = json.loads((result.outcome.result_path / "manifest.json").read_text())
+    assert Path(manifest["source_video"]["path"]) == DEMO_VIDEO.resolve()
+    assert os.path.commonpath([result.outcome.result_path, video_import.results_folder()])

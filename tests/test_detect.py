@@ -1,0 +1,289 @@
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ram_core.boxes import iou_matrix
+from ram_core.detect import (
+    DetectorConfig,
+    HOGDetector,
+    SSDLiteDetector,
+    make_lite_detector,
+    non_max_suppression,
+    postprocess,
+    square_views,
+)
+from ram_core.errors import MissingModelError
+from ram_core.types import Frame
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+TEXT_GRAPH = ROOT / "ram_core" / "data" / "ssdlite_person.pbtxt"
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "make_ssdlite_pbtxt", ROOT / "tools" / "make_ssdlite_pbtxt.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def people_frame():
+    bgr = cv2.imread(str(FIXTURES / "people_frame.png"))
+    boxes = np.array(json.loads((FIXTURES / "people_frame.json").read_text()), dtype=float)
+    return Frame(index=0, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), boxes
+
+
+@pytest.fixture(scope="module")
+def ssdlite():
+    return SSDLiteDetector()
+
+
+# ---------------------------------------------------------------- the text graph tool
+
+
+def test_tool_reproduces_committed_text_graph():
+    tool = load_tool()
+    assert tool.build_text_graph(tool.installed_graph_path()) == TEXT_GRAPH.read_text()
+
+
+def test_tool_reads_head_settings_from_the_graph():
+    tool = load_tool()
+    settings = tool.read_ssd_settings(tool.read_graph_nodes(tool.installed_graph_path()))
+    assert settings.input_hw == (300, 300)
+    assert settings.num_classes == 2  # background + person
+    assert len(settings.anchor_widths) == 6
+    # The lowest layer has 3 anchors (0.1 square, 0.2 wide, 0.2 tall), the others 6.
+    assert [len(w) for w in settings.anchor_widths] == [3, 6, 6, 6, 6, 6]
+    np.testing.assert_allclose(
+        settings.anchor_widths[0], [0.1, 0.2 * 2**0.5, 0.2 / 2**0.5], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        settings.anchor_heights[0], [0.1, 0.2 / 2**0.5, 0.2 * 2**0.5], rtol=1e-5
+    )
+    np.testing.assert_allclose(settings.variances, [0.1, 0.1, 0.2, 0.2], rtol=1e-6)
+    assert settings.nms_iou == pytest.approx(0.6)
+    assert settings.max_detections == 100
+
+
+# ---------------------------------------------------------------- detectors on a real image
+
+
+def test_ssdlite_finds_both_fixture_people_and_nothing_else(ssdlite, people_frame):
+    frame, truth = people_frame
+    found = ssdlite.detect(frame)
+    assert len(found) == 2
+    overlaps = iou_matrix(truth, np.array([d.box_xyxy for d in found]))
+    assert overlaps.max(axis=1).min() >= 0.5
+    assert all(d.score >= 0.5 for d in found)
+
+
+def test_ssdlite_boxes_are_in_frame_pixels_on_a_shifted_crop(ssdlite, people_frame):
+    # Cropping the frame moves everything: boxes must follow in full-crop pixels.
+    frame, truth = people_frame
+    crop = np.ascontiguousarray(frame.rgb[:, 60:420])  # only the left person, square
+    found = ssdlite.detect(Frame(index=1, rgb=crop))
+    assert len(found) == 1
+    expected = truth[0] - np.array([60, 0, 60, 0])
+    assert iou_matrix(expected, found[0].box_xyxy)[0, 0] >= 0.5
+
+
+def test_ssdlite_finds_nobody_in_an_empty_scene(ssdlite, people_frame):
+    frame, _ = people_frame
+    wall = np.ascontiguousarray(np.tile(frame.rgb[5:6, 250:600], (360, 1, 1)))  # wall strip
+    assert ssdlite.detect(Frame(index=2, rgb=wall)) == []
+
+
+def test_hog_returns_plausible_boxes(people_frame):
+    frame, truth = people_frame
+    found = HOGDetector().detect(frame)
+    assert 1 <= len(found) <= 2
+    overlaps = iou_matrix(np.array([d.box_xyxy for d in found]), truth)
+    assert overlaps.max(axis=1).min() >= 0.5  # every box is on a person
+    for d in found:
+        assert 0.5 <= d.score <= 1.0
+        w, h = d.box_xyxy[2] - d.box_xyxy[0], d.box_xyxy[3] - d.box_xyxy[1]
+        assert 1.5 < h / w < 5.0  # upright person proportions
+
+
+def test_hog_tightening_shrinks_boxes(people_frame):
+    frame, _ = people_frame
+    loose = HOGDetector(DetectorConfig(hog_shrink_x=0.0, hog_shrink_y=0.0)).detect(frame)
+    tight = HOGDetector().detect(frame)
+    assert len(loose) == len(tight)
+    for a, b in zip(
+        sorted(loose, key=lambda d: d.box_xyxy[0]),
+        sorted(tight, key=lambda d: d.box_xyxy[0]),
+        strict=True,
+    ):
+        width = a.box_xyxy[2] - a.box_xyxy[0]
+        assert b.box_xyxy[2] - b.box_xyxy[0] == pytest.approx(0.7 * width, rel=1e-6)
+
+
+# ---------------------------------------------------------------- model files and fallback
+
+
+def test_missing_graph_raises_missing_model_error(tmp_path):
+    config = DetectorConfig(ssd_graph_path=str(tmp_path / "nope.pb"))
+    with pytest.raises(MissingModelError, match="pip install"):
+        SSDLiteDetector(config)
+
+
+def test_missing_text_graph_raises_missing_model_error(tmp_path):
+    config = DetectorConfig(ssd_text_graph_path=str(tmp_path / "nope.pbtxt"))
+    with pytest.raises(MissingModelError, match="make_ssdlite_pbtxt"):
+        SSDLiteDetector(config)
+
+
+def test_corrupt_graph_raises_missing_model_error(tmp_path):
+    broken = tmp_path / "broken.pb"
+    broken.write_bytes(b"\x0a\x03abc not a graph")
+    with pytest.raises(MissingModelError):
+        SSDLiteDetector(DetectorConfig(ssd_graph_path=str(broken)))
+
+
+def test_factory_prefers_ssdlite():
+    assert isinstance(make_lite_detector(), SSDLiteDetector)
+
+
+def test_factory_falls_back_to_hog_with_a_warning(tmp_path, caplog):
+    config = DetectorConfig(ssd_graph_path=str(tmp_path / "nope.pb"))
+    with caplog.at_level(logging.WARNING, logger="ram_core.detect"):
+        detector = make_lite_detector(config)
+    assert isinstance(detector, HOGDetector)
+    assert "falling back" in caplog.text
+
+
+def test_factory_without_fallback_raises(tmp_path):
+    config = DetectorConfig(ssd_graph_path=str(tmp_path / "nope.pb"), allow_hog_fallback=False)
+    with pytest.raises(MissingModelError):
+        make_lite_detector(config)
+
+
+# ---------------------------------------------------------------- post-processing logic
+
+
+def test_nms_keeps_best_of_overlapping_boxes():
+    boxes = np.array(
+        [[0, 0, 100, 200], [5, 5, 105, 205], [300, 0, 400, 200], [0, 0, 100, 200]], dtype=float
+    )
+    scores = np.array([0.6, 0.9, 0.7, 0.5])
+    kept = non_max_suppression(boxes, scores, iou_threshold=0.5)
+    assert kept.tolist() == [1, 2]
+
+
+def test_nms_keeps_boxes_below_the_iou_threshold():
+    boxes = np.array([[0, 0, 100, 200], [50, 0, 150, 200]], dtype=float)  # IoU 1/3
+    assert non_max_suppression(boxes, np.array([0.8, 0.9]), 0.5).tolist() == [1, 0]
+    assert non_max_suppression(boxes, np.array([0.8, 0.9]), 0.3).tolist() == [1]
+
+
+def test_nms_of_nothing_is_empty():
+    assert non_max_suppression(np.zeros((0, 4)), np.zeros(0), 0.5).size == 0
+
+
+def test_postprocess_thresholds_filters_size_and_clips():
+    config = DetectorConfig(size_reference_height_px=None)  # absolute 50 x 100 px
+    boxes = np.array(
+        [
+            [10, 10, 70, 130],  # 60 x 120: kept
+            [200, 10, 240, 130],  # 40 wide: too narrow
+            [300, 10, 360, 100],  # 90 high: too short
+            [400, 10, 460, 130],  # score below threshold
+            [-30, 20, 40, 140],  # clipped to 0..40: too narrow once clipped
+            [600, 250, 700, 400],  # clipped to 600..640 x 250..360: too small
+        ],
+        dtype=float,
+    )
+    scores = np.array([0.9, 0.9, 0.9, 0.4, 0.9, 0.9])
+    found = postprocess(boxes, scores, 640, 360, config)
+    assert len(found) == 1
+    np.testing.assert_allclose(found[0].box_xyxy, [10, 10, 70, 130])
+    assert found[0].score == pytest.approx(0.9)
+
+
+def test_min_box_size_scales_with_frame_height():
+    assert DetectorConfig().min_box_size_px(720) == (50.0, 100.0)
+    assert DetectorConfig().min_box_size_px(360) == (25.0, 50.0)
+    absolute = DetectorConfig(size_reference_height_px=None)
+    assert absolute.min_box_size_px(360) == (50.0, 100.0)
+    boxes = np.array([[0, 0, 30, 60]], dtype=float)
+    assert len(postprocess(boxes, np.array([0.9]), 640, 360, DetectorConfig())) == 1
+    assert postprocess(boxes, np.array([0.9]), 640, 360, absolute) == []
+
+
+def test_square_views_cover_a_wide_frame_with_overlap():
+    views = square_views(640, 360, DetectorConfig())
+    assert views[0] == (0, 0, 640)  # the padded full frame
+    tiles = views[1:]
+    assert [t[2] for t in tiles] == [360, 360]
+    assert tiles[0][0] == 0 and tiles[-1][0] + 360 == 640
+    assert tiles[0][0] + 360 - tiles[1][0] >= 60  # neighbours overlap
+    tall = square_views(360, 1000, DetectorConfig(ssd_full_view=False))
+    assert all(x0 == 0 and side == 360 for x0, _, side in tall)
+    assert tall[-1][1] + 360 == 1000
+    square = square_views(500, 480, DetectorConfig(ssd_full_view=False))
+    assert square == [(0, 0, 500)]  # near-square frames are not tiled
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"score_threshold": 1.5},
+        {"nms_iou": 0.0},
+        {"min_box_width_px": -1.0},
+        {"size_reference_height_px": 0.0},
+        {"ssd_full_view": False, "ssd_tiles": False},
+        {"hog_shrink_x": 0.5},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        DetectorConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- the demo clip
+
+
+def read_demo():
+    demo = ROOT / "demo"
+    truth = np.load(demo / "three_people_gt.npz")
+    capture = cv2.VideoCapture(str(demo / "three_people.mp4"))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames, truth
+
+
+@pytest.mark.slow
+def test_ssdlite_recall_on_the_demo_clip(ssdlite):
+    frames, truth = read_demo()
+    visible_box, fraction = truth["box_visible_xyxy"], truth["visible_fraction"]
+    assert len(frames) == len(fraction)
+    hits = total = false_positives = 0
+    for index, rgb in enumerate(frames):
+        found = ssdlite.detect(Frame(index=index, rgb=rgb))
+        boxes = np.array([d.box_xyxy for d in found]).reshape(-1, 4)
+        people = fraction[index] > 0.05
+        overlaps = iou_matrix(visible_box[index][people], boxes)
+        unhidden = fraction[index][people] > 0.7
+        total += int(unhidden.sum())
+        if boxes.size:
+            hits += int((overlaps.max(axis=1)[unhidden] >= 0.5).sum())
+            false_positives += int((overlaps.max(axis=0) < 0.3).sum())
+    assert hits / total >= 0.85  # measured 186 / 207
+    assert false_positives <= 2  # measured 0

@@ -1,0 +1,278 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ram_core.boxes import iou_matrix
+from ram_core.lite_segmenter import (
+    APPEARANCE_DIM,
+    LiteSegmenterConfig,
+    MediaPipeSegmenter,
+    appearance_descriptor,
+    appearance_similarity,
+    crop_region,
+    pose_component,
+    visibility_logit,
+)
+from ram_core.types import Frame, Prompt
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LEFT_SHOULDER, RIGHT_SHOULDER, NOSE, LEFT_HIP, RIGHT_HIP = 11, 12, 0, 23, 24
+
+
+@pytest.fixture(scope="module")
+def people_frame():
+    bgr = cv2.imread(str(FIXTURES / "people_frame.png"))
+    boxes = np.array(json.loads((FIXTURES / "people_frame.json").read_text()), dtype=float)
+    return Frame(index=0, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), boxes
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    with MediaPipeSegmenter() as seg:
+        yield seg
+
+
+@pytest.fixture(scope="module")
+def person_observations(segmenter, people_frame):
+    frame, boxes = people_frame
+    return segmenter.segment(frame, [Prompt(box, track_id=i) for i, box in enumerate(boxes)])
+
+
+def grow(box, fraction):
+    w, h = box[2] - box[0], box[3] - box[1]
+    return box + np.array([-w, -h, w, h]) * fraction
+
+
+# ---------------------------------------------------------------- MediaPipe on a real image
+
+
+def test_one_observation_per_person_prompt(person_observations, people_frame):
+    frame, boxes = people_frame
+    assert [len(r) for r in person_observations] == [1, 1]
+    for (obs,), box in zip(person_observations, boxes, strict=True):
+        assert obs.mask.shape == frame.rgb.shape[:2] and obs.mask.dtype == bool
+        x0, y0, x1, y1 = np.round(box).astype(int)
+        inside = obs.mask[y0:y1, x0:x1].sum() / obs.mask.sum()
+        assert inside >= 0.95
+        assert obs.mask.sum() >= 0.3 * (x1 - x0) * (y1 - y0)  # a body, not a speck
+        assert iou_matrix(obs.box_xyxy, box)[0, 0] >= 0.7
+        assert 0.5 < obs.quality <= 1.0
+        assert obs.object_score > 0
+        assert obs.appearance.shape == (APPEARANCE_DIM,) and obs.appearance.dtype == np.float32
+
+
+def test_landmarks_lie_inside_the_person_box(person_observations, people_frame):
+    _, boxes = people_frame
+    for (obs,), box in zip(person_observations, boxes, strict=True):
+        marks = obs.landmarks
+        assert marks.image_px.shape == (33, 2) and marks.world_m.shape == (33, 3)
+        assert marks.visibility.shape == (33,)
+        seen = marks.image_px[marks.visibility > 0.5]
+        x0, y0, x1, y1 = grow(box, 0.05)
+        assert len(seen) >= 20
+        assert np.all((seen[:, 0] >= x0) & (seen[:, 0] <= x1))
+        assert np.all((seen[:, 1] >= y0) & (seen[:, 1] <= y1))
+        # The nose sits in the top fifth of the body, the hips near the middle.
+        height = box[3] - box[1]
+        assert marks.image_px[NOSE, 1] < box[1] + 0.2 * height
+        hips_y = marks.image_px[[LEFT_HIP, RIGHT_HIP], 1].mean()
+        assert box[1] + 0.3 * height < hips_y < box[1] + 0.7 * height
+
+
+def test_world_landmarks_axes(person_observations):
+    for (obs,) in person_observations:
+        world = obs.landmarks.world_m
+        hips = world[[LEFT_HIP, RIGHT_HIP]].mean(axis=0)
+        assert np.linalg.norm(hips) < 0.05  # hip-centred
+        assert world[NOSE, 1] < -0.4  # y down: the head is well above the hips (metres)
+        # x right: world x follows image x across the body
+        image_x = obs.landmarks.image_px[:, 0]
+        assert np.corrcoef(image_x, world[:, 0])[0, 1] > 0.8
+    # z away from the camera: the left person faces image-right, so their left side is far.
+    (left_person,) = person_observations[0]
+    world = left_person.landmarks.world_m
+    assert world[LEFT_SHOULDER, 2] > world[RIGHT_SHOULDER, 2] + 0.1
+    assert left_person.landmarks.visibility[13] < 0.5  # the far (left) elbow is hidden
+
+
+def test_appearance_is_closer_for_the_same_person(segmenter, person_observations, people_frame):
+    frame, boxes = people_frame
+    shifted = [Prompt(boxes[0] + [6, -4, 6, -4]), Prompt(boxes[1] + [-5, 3, -5, 3])]
+    again = segmenter.segment(frame, shifted)
+    first = [r[0].appearance for r in person_observations]
+    second = [r[0].appearance for r in again]
+    same = [segmenter.appearance_similarity(first[i], second[i]) for i in range(2)]
+    across = [segmenter.appearance_similarity(first[i], second[1 - i]) for i in range(2)]
+    assert min(same) > 0.9
+    assert max(across) < min(same) - 0.2
+
+
+def test_empty_areas_give_no_observation(segmenter, people_frame):
+    frame, _ = people_frame
+    floor = Prompt(np.array([250.0, 200.0, 330.0, 350.0]))
+    wall = Prompt(np.array([230.0, 0.0, 330.0, 80.0]))
+    assert segmenter.segment(frame, [floor, wall]) == [[], []]
+
+
+def test_degenerate_and_no_prompts(segmenter, people_frame):
+    frame, _ = people_frame
+    assert segmenter.segment(frame, []) == []
+    outside = Prompt(np.array([700.0, 10.0, 800.0, 200.0]))  # right of the frame
+    assert segmenter.segment(frame, [outside]) == [[]]
+
+
+def test_video_mode_keeps_a_graph_per_track_and_closes_idle_ones(people_frame):
+    frame, boxes = people_frame
+    config = LiteSegmenterConfig(mode="video", video_idle_calls=1)
+    with MediaPipeSegmenter(config) as seg:
+        for _ in range(2):
+            results = seg.segment(frame, [Prompt(b, track_id=10 + i) for i, b in enumerate(boxes)])
+            assert [len(r) for r in results] == [1, 1]
+        assert sorted(seg._video) == [10, 11]
+        seg.segment(frame, [Prompt(boxes[0], track_id=10)])
+        seg.segment(frame, [Prompt(boxes[0], track_id=10)])
+        assert sorted(seg._video) == [10]  # track 11 went idle and its graph was closed
+        seg.forget(10)
+        assert seg._video == {}
+    with pytest.raises(RuntimeError):
+        seg.segment(frame, [Prompt(boxes[0])])
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def test_crop_region_grows_and_clips():
+    assert crop_region(np.array([100.0, 50.0, 150.0, 150.0]), 0.2, 640, 360) == (90, 30, 160, 170)
+    assert crop_region(np.array([0.0, 0.0, 50.0, 100.0]), 0.2, 640, 360) == (0, 0, 60, 120)
+    assert crop_region(np.array([650.0, 0.0, 700.0, 100.0]), 0.2, 640, 360) is None
+
+
+def test_visibility_logit_sign_and_zero_point():
+    assert visibility_logit(np.full(33, 0.9)) > 0
+    assert visibility_logit(np.full(33, 0.2)) < 0
+    assert visibility_logit(np.full(33, 0.5)) == pytest.approx(0.0)
+    assert visibility_logit(np.full(33, 0.7), zero_at=0.7) == pytest.approx(0.0)
+    assert np.isfinite(visibility_logit(np.ones(33)))
+
+
+def test_pose_component_keeps_the_blob_with_the_body_landmarks():
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[10:90, 10:40] = True  # the person (smaller)
+    mask[5:95, 60:98] = True  # a larger blob beside them
+    points = np.zeros((33, 2))
+    points[:, 0], points[:, 1] = 25.0, np.linspace(15, 85, 33)
+    visibility = np.ones(33)
+    kept = pose_component(mask, points, visibility)
+    assert kept[50, 25] and not kept[50, 80]
+    # No visible landmark on the mask: the largest blob wins.
+    kept = pose_component(mask, points, np.zeros(33))
+    assert kept[50, 80] and not kept[50, 25]
+
+
+def test_appearance_descriptor_separates_colours_and_halves():
+    red_over_blue = np.zeros((100, 40, 3), dtype=np.uint8)
+    red_over_blue[:50] = (220, 30, 30)
+    red_over_blue[50:] = (30, 30, 200)
+    blue_over_red = red_over_blue[::-1].copy()
+    mask = np.ones((100, 40), dtype=bool)
+    a = appearance_descriptor(red_over_blue, mask, split_row=50)
+    b = appearance_descriptor(blue_over_red, mask, split_row=50)
+    assert a.shape == (APPEARANCE_DIM,) and a.dtype == np.float32
+    assert appearance_similarity(a, a) == pytest.approx(1.0)
+    # Same colours, swapped between upper and lower body: hue blocks disagree.
+    assert appearance_similarity(a, b) < 0.6
+    assert 0.0 <= appearance_similarity(a, b) <= 1.0
+    # An EMA memory (scaled, mixed) still compares in [0, 1] and prefers its own person.
+    memory = 0.8 * a + 0.1 * b
+    assert appearance_similarity(memory, a) > appearance_similarity(memory, b)
+
+
+def test_appearance_similarity_rejects_wrong_shapes():
+    with pytest.raises(ValueError):
+        appearance_similarity(np.zeros(5), np.zeros(APPEARANCE_DIM))
+
+
+def test_grey_clothing_is_compared_by_value_only():
+    grey = np.full((60, 20, 3), 128, dtype=np.uint8)
+    dark = np.full((60, 20, 3), 30, dtype=np.uint8)
+    mask = np.ones((60, 20), dtype=bool)
+    g, d = (appearance_descriptor(img, mask, 30) for img in (grey, dark))
+    assert appearance_similarity(g, g) == pytest.approx(1.0)
+    assert appearance_similarity(g, d) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"crop_margin": -0.1},
+        {"crop_height_px": 8},
+        {"mask_threshold": 1.0},
+        {"visibility_zero": 0.0},
+        {"mode": "batch"},
+        {"min_mask_box_fraction": 1.0},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        LiteSegmenterConfig(**kwargs)
+
+
+# ---------------------------------------------------------------- the demo clip
+
+
+@pytest.mark.slow
+def test_video_mode_follows_demo_people_in_camera_aligned_axes():
+    root = Path(__file__).resolve().parents[1] / "demo"
+    truth = np.load(root / "three_people_gt.npz")
+    visible_box, full_box = truth["box_visible_xyxy"], truth["box_full_xyxy"]
+    fraction, joints_cam = truth["visible_fraction"], truth["joints_cam"]
+    capture = cv2.VideoCapture(str(root / "three_people.mp4"))
+    found = total = 0
+    box_ious, shoulder_cos, up_cos = [], [], []
+    with MediaPipeSegmenter(LiteSegmenterConfig(mode="video")) as seg:
+        for index in range(len(fraction)):
+            ok, bgr = capture.read()
+            assert ok
+            people = [p for p in range(fraction.shape[1]) if fraction[index, p] > 0.7]
+            prompts = [Prompt(visible_box[index, p], track_id=p) for p in people]
+            results = seg.segment(
+                Frame(index=index, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), prompts
+            )
+            for person, result in zip(people, results, strict=True):
+                total += 1
+                if not result:
+                    continue
+                found += 1
+                obs = result[0]
+                box_ious.append(iou_matrix(obs.box_xyxy, full_box[index, person])[0, 0])
+                world, joints = obs.landmarks.world_m, joints_cam[index, person]
+                # SMPL-24: 0 pelvis, 15 head, 16 / 17 left / right shoulder
+                pairs = (
+                    (world[LEFT_SHOULDER] - world[RIGHT_SHOULDER], joints[16] - joints[17]),
+                    (world[NOSE] - world[[LEFT_HIP, RIGHT_HIP]].mean(0), joints[15] - joints[0]),
+                )
+                for out, (a, b) in zip((shoulder_cos, up_cos), pairs, strict=True):
+                    out.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    capture.release()
+    assert found / total >= 0.95  # measured 207 / 207
+    assert np.mean(box_ious) >= 0.85  # measured 0.93
+    # World landmarks share the camera's axes (x right, y down, z away from the camera).
+    assert np.median(shoulder_cos) > 0.9
+    assert np.median(up_cos) > 0.9
+
+
+def test_exclusive_mode_never_gives_one_person_twice(people_frame):
+    frame, boxes = people_frame
+    twice = [Prompt(boxes[0]), Prompt(boxes[0] + np.array([4.0, 2.0, 4.0, 2.0]))]
+    with MediaPipeSegmenter(LiteSegmenterConfig(exclusive=False)) as seg:
+        shared = seg.segment(frame, twice)
+    assert [len(r) for r in shared] == [1, 1]
+    assert (shared[0][0].mask & shared[1][0].mask).sum() > 0.8 * shared[0][0].mask.sum()
+    with MediaPipeSegmenter(LiteSegmenterConfig(exclusive=True)) as seg:
+        apart = seg.segment(frame, twice)
+    # The nearer prompt (lower box bottom) takes the person; the other finds only leftovers.
+    assert [len(r) for r in apart] == [0, 1]
+    np.testing.assert_array_equal(apart[1][0].mask, shared[1][0].mask)
