@@ -4,9 +4,9 @@ A Blender extension (no ``bl_info``): the manifest is ``blender_manifest.toml``.
 without bpy (``jobs``, ``results``, ``skeleton``) hold the logic; the rest is a thin layer.
 """
 
-from . import operators, panels, preferences, properties
+from . import operators, operators_environment, panels, preferences, properties
 
-_modules = (properties, preferences, operators, panels)
+_modules = (properties, preferences, operators, operators_environment, panels)
 
 
 def register() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from mathutils import Matrix
 
 from . import animation
+from .body_mesh import load_body_mesh
 from .results import (
     CAMERA_ROTATION_EULER,
     FRAME_OFFSET,
@@ -70,6 +71,7 @@ def build_import(plan: ImportPlan, scene: bpy.types.Scene) -> ImportReport:
     try:
         camera = _build_camera(plan, collection, warnings)
         armatures = _build_armatures(plan, collection)
+        _build_bodies(plan, armatures, collection)
     except BaseException:
         remove_import(collection)
         raise
@@ -80,16 +82,27 @@ def build_import(plan: ImportPlan, scene: bpy.types.Scene) -> ImportReport:
     collection.name = plan.collection_name
     for armature, track in zip(armatures, plan.tracks, strict=True):
         armature.name = armature.data.name = track.name
+        for child in armature.children:
+            child.name = body_name(track.name)
     _set_scene(plan, scene, camera)
     return ImportReport(collection, camera, tuple(armatures), tuple(warnings))
 
 
+def body_name(track_name: str) -> str:
+    """The name of a track's body mesh object."""
+    return f"{track_name}_body"
+
+
 def remove_import(collection: bpy.types.Collection) -> None:
-    """Delete an import's collection with its objects, their data and actions."""
+    """Delete an import's collection with its objects, their data, materials and actions."""
     for obj in list(collection.all_objects):
         data = obj.data
         action = obj.animation_data.action if obj.animation_data else None
+        materials = [slot.material for slot in obj.material_slots if slot.material is not None]
         bpy.data.objects.remove(obj)
+        for material in materials:
+            if material.users == 0:
+                bpy.data.materials.remove(material)
         if action is not None and action.users == 0:
             bpy.data.actions.remove(action)
         if data is not None and data.users == 0:
@@ -101,6 +114,8 @@ def remove_import(collection: bpy.types.Collection) -> None:
                         bpy.data.movieclips.remove(clip)
             elif isinstance(data, bpy.types.Armature):
                 bpy.data.armatures.remove(data)
+            elif isinstance(data, bpy.types.Mesh):
+                bpy.data.meshes.remove(data)
     bpy.data.collections.remove(collection)
 
 
@@ -195,6 +210,65 @@ def _track_object(plan: ImportPlan, track: TrackPlan, data, collection):
     obj.matrix_world = Matrix.Identity(4)
     collection.objects.link(obj)
     return obj
+
+
+def _build_bodies(plan: ImportPlan, armatures: list, collection) -> list:
+    """One skinned body per armature, all sharing one mesh (same rest pose and weights).
+
+    The armature's space is SMPL's rest space and its bones sit on the rest joints the body
+    mesh was made for, so the body is parented with an identity transform.
+    """
+    if not armatures:
+        return []
+    body = load_body_mesh()
+    mesh = _body_mesh_data(body, f"{plan.collection_name} body")
+    bodies = []
+    for armature, track in zip(armatures, plan.tracks, strict=True):
+        obj = bpy.data.objects.new(body_name(track.name), mesh)
+        collection.objects.link(obj)
+        obj.parent = armature
+        obj.matrix_parent_inverse = Matrix.Identity(4)
+        obj.matrix_basis = Matrix.Identity(4)
+        obj.color = (*track.color, 1.0)
+        obj[TRACK_ID_PROP] = track.track_id
+        obj[RESULT_PATH_PROP] = str(plan.result_path)
+        modifier = obj.modifiers.new("Armature", "ARMATURE")
+        modifier.object = armature
+        modifier.use_vertex_groups = True
+        modifier.use_bone_envelopes = False
+        # Each body gets its own material in an object-linked slot: the mesh stays shared.
+        material = bpy.data.materials.new(body_name(track.name))
+        material.diffuse_color = (*track.color, 1.0)
+        obj.material_slots[0].link = "OBJECT"
+        obj.material_slots[0].material = material
+        bodies.append(obj)
+    # Vertex group names live on the mesh, so the first object's groups serve every body.
+    _fill_vertex_groups(bodies[0], body)
+    return bodies
+
+
+def _body_mesh_data(body, name: str) -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new(name)
+    face_count = len(body.faces)
+    mesh.vertices.add(len(body.vertices))
+    mesh.vertices.foreach_set("co", body.vertices.ravel())
+    mesh.loops.add(3 * face_count)
+    mesh.loops.foreach_set("vertex_index", body.faces.ravel())
+    mesh.polygons.add(face_count)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * face_count, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("use_smooth", np.ones(face_count, dtype=bool))
+    mesh.update(calc_edges=True)
+    # One slot, linked per object to that track's material.
+    mesh.materials.append(None)
+    return mesh
+
+
+def _fill_vertex_groups(obj, body) -> None:
+    groups = body.joint_groups()
+    for j, name in enumerate(body.joint_names):
+        group = obj.vertex_groups.new(name=name)
+        for weight, vertices in groups.get(j, ()):
+            group.add(vertices.tolist(), weight, "REPLACE")
 
 
 def _animate_track(obj, track: TrackPlan, bone_rest, bone_names) -> None:

@@ -48,6 +48,10 @@ class RAM_AddonPreferences(bpy.types.AddonPreferences):
         row = layout.row(align=True)
         row.prop(self, "pipeline_python")
         row.operator(RAM_OT_detect_pipeline_python.bl_idname, text="", icon="VIEWZOOM")
+        # Imported here: operators_environment imports this module.
+        from .operators_environment import draw_install
+
+        draw_install(layout)
         layout.prop(self, "weights_dir")
         layout.prop(self, "smpl_model")
         row = layout.row()

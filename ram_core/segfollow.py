@@ -41,6 +41,11 @@ class SegFollowConfig:
     """A frame is reliable when the segmenter's mask quality exceeds this (SAM2's IoU)."""
     min_match_score: float = 0.3
     """A track and a candidate below this fused score are not the same person."""
+    kalman_min_visible: float = 0.6
+    """A view whose box area is below this share of the predicted box does not correct the
+    Kalman state (the person is partly hidden)."""
+    occluded_below_visible: float = 0.4
+    """Below this share of the predicted box area a matched person counts as occluded."""
     gate_chi2: float = 9.2103
     """Squared Mahalanobis gate on the box centre (chi2 0.99, 2 dof)."""
     duplicate_overlap: float = 0.7
@@ -293,11 +298,18 @@ class SegFollow:
     ) -> TrackFrame:
         cfg = self.config
         reliable = obs.quality > cfg.reliable_quality and obs.object_score > 0
-        predicted_h = max(track.mean[3], 1.0)
+        # A mask much smaller than the motion model expects is a partly hidden person.
+        predicted_area = max(float(box_area(track.predicted_box)), 1.0)
+        visible_ratio = min(1.0, float(box_area(obs.box_xyxy)) / predicted_area)
         if reliable:
             track.reliable_streak += 1
-            # Only reliable associations correct the motion model (confidence gate).
-            track.mean, track.cov = kalman.update(track.mean, track.cov, xyxy_to_xyah(obs.box_xyxy))
+            # Only reliable associations correct the motion model (confidence gate), and
+            # only whole views: the box of a half-hidden person moves with the occluder's
+            # edge, not with the person, and would teach the filter a false velocity.
+            if visible_ratio >= cfg.kalman_min_visible:
+                track.mean, track.cov = kalman.update(
+                    track.mean, track.cov, xyxy_to_xyah(obs.box_xyxy)
+                )
         else:
             track.reliable_streak = 0
         self._update_memory(track, obs, s_mask, s_kf)
@@ -307,11 +319,9 @@ class SegFollow:
         if not track.confirmed and track.hits >= cfg.n_init:
             track.confirmed = True
 
-        # A mask much shorter than the motion model expects is a partly hidden person.
-        visible_ratio = min(1.0, (obs.box_xyxy[3] - obs.box_xyxy[1]) / predicted_h)
         presence = 1.0 / (1.0 + np.exp(-obs.object_score))
         reliability = float(np.clip(s_fused * presence * visible_ratio, 0.0, 1.0))
-        occluded = not reliable or visible_ratio < 0.5
+        occluded = not reliable or visible_ratio < cfg.occluded_below_visible
         return TrackFrame(
             track_id=track.track_id,
             frame=frame_index,

@@ -82,7 +82,7 @@ def test_projected_joints_fall_inside_the_full_boxes(gt):
 def test_people_are_fully_in_frame_and_of_the_intended_size(gt):
     box = gt["box_full_xyxy"]
     heights = box[..., 3] - box[..., 1]
-    assert heights.min() >= 170.0 and heights.max() <= 295.0
+    assert heights.min() >= 130.0 and heights.max() <= 295.0
     assert (box[..., 3] < gt["height"]).all()  # feet in frame
     assert (box[..., 0] > 0).all() and (box[..., 2] < gt["width"]).all()
 
@@ -101,9 +101,9 @@ def test_one_person_is_hidden_for_about_a_second_while_the_others_stay_visible(g
     fraction = gt["visible_fraction"]
     hidden_runs = [_longest_run(fraction[:, p] < 0.2) for p in range(fraction.shape[1])]
     hidden = int(np.argmax(hidden_runs))
-    assert hidden_runs[hidden] >= 10
+    assert hidden_runs[hidden] >= 15
     others = [p for p in range(fraction.shape[1]) if p != hidden]
     for p in others:
         assert (fraction[:, p] > 0.8).mean() >= 0.9
     # The hidden person is seen before and after, so a tracker has someone to re-find.
-    assert fraction[:5, hidden].min() > 0.5 and fraction[-5:, hidden].min() > 0.5
+    assert fraction[:8, hidden].min() > 0.9 and fraction[-8:, hidden].min() > 0.9

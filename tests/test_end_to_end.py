@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ram_core.boxes import iou_matrix
 from ram_core.config import load_config
+from ram_core.metrics import mpjpe, pa_mpjpe
 from ram_core.pipeline import run_pipeline
 from ram_core.result import load_result, read_mask
 from ram_core.skeleton import forward_kinematics
@@ -68,8 +69,8 @@ def test_every_person_is_one_track_without_id_switches(demo_result, ground_truth
     for person in range(people):
         ids = {t for (f, p), t in matches.items() if p == person}
         assert len(ids) == 1, f"person {person} was followed by tracks {ids} (an ID switch)"
-        # Frames where the person is mostly visible: the track covers most of them.
-        well_visible = np.flatnonzero(gt["visible_fraction"][:, person] > 0.5)
+        # Frames where the person is clearly visible: the track covers most of them.
+        well_visible = np.flatnonzero(gt["visible_fraction"][:, person] > 0.8)
         covered = sum((int(f), person) in matches for f in well_visible)
         assert covered >= 0.8 * well_visible.size, (person, covered, well_visible.size)
     owners = {}
@@ -97,26 +98,39 @@ def test_hidden_person_is_carried_through_the_occlusion(demo_result, ground_trut
 
 
 def test_reconstruction_is_close_to_the_ground_truth_joints(demo_result, ground_truth):
-    tracks = load_result(demo_result).tracks
+    result = load_result(demo_result)
+    tracks = result.tracks
     gt = ground_truth
+    camera = result.manifest["camera"]
+    K = np.array([[camera["fx"], 0, camera["cx"]], [0, camera["fy"], camera["cy"]], [0, 0, 1]])
     matches = match_tracks_to_people(tracks, gt)
     joints, _ = forward_kinematics(tracks["global_orient"], tracks["body_pose"], tracks["transl"])
     row_of = {
         (int(f), int(t)): i
         for i, (f, t) in enumerate(zip(tracks["frame"], tracks["track_id"], strict=True))
     }
-    pelvis_centred, root = [], []
+    ours_all, truth_all, reprojection, depth = [], [], [], []
     for (frame, person), track_id in matches.items():
         if gt["visible_fraction"][frame, person] < 0.8:
             continue
         ours = joints[row_of[(frame, track_id)]]
-        truth = gt["joints_cam"][frame, person]
-        pelvis_centred.append(np.linalg.norm((ours - ours[0]) - (truth - truth[0]), axis=-1).mean())
-        root.append(np.linalg.norm(ours[0] - truth[0]))
-    assert len(pelvis_centred) > 50
-    # Lite backend: MediaPipe landmarks + IK on a fixed-proportion skeleton.
-    assert np.median(pelvis_centred) < 0.12  # metres, mean per joint
-    assert np.median(root) < 0.6  # depth from a single view is the weak part
+        truth = gt["joints_cam"][frame, person].astype(np.float64)
+        ours_all.append(ours)
+        truth_all.append(truth)
+        ours_px = (ours @ K.T)[:, :2] / (ours @ K.T)[:, 2:]
+        truth_px = (truth @ K.T)[:, :2] / (truth @ K.T)[:, 2:]
+        height_px = np.ptp(truth_px[:, 1])
+        reprojection.append(np.linalg.norm(ours_px - truth_px, axis=-1).mean() / height_px)
+        depth.append(abs(ours[0, 2] - truth[0, 2]) / truth[0, 2])
+    assert len(ours_all) > 50
+    # Lite backend: MediaPipe landmarks + IK on a fixed-proportion skeleton (one body size
+    # for everyone), in metres (3DPW-style numbers for HMR2.0 are 0.070 / 0.044).
+    assert mpjpe(np.array(ours_all), np.array(truth_all)) < 0.15
+    assert pa_mpjpe(np.array(ours_all), np.array(truth_all)) < 0.09
+    # Lined up with the video: joints land where the person is, within a few % of height.
+    assert np.median(reprojection) < 0.06
+    # Depth from one view scales with the unknown body height (fixed lite skeleton): ~20%.
+    assert np.median(depth) < 0.25
 
 
 def test_result_has_masks_manifest_and_preview(demo_result, ground_truth):

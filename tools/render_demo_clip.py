@@ -83,26 +83,16 @@ PHENOTYPES = (
 )
 
 # Walking paths on the ground (metres; camera at the origin looking along +Y). Persons 1
-# and 2 walk left to right in step (same cadence and phase) at 6.2 m and 7.2 m; 2 drifts
-# slower across the picture, so 1 overtakes it and hides it for about a second. Person 3
-# walks towards the camera in its own lane on the right and stays visible.
+# and 2 walk left to right at 6.2 m and 9 m, 2 more slowly, so that 1 passes in front of
+# 2: apart at the start, 2 hidden behind 1 for most of a second in the middle, apart again
+# at the end. Person 3 strolls away from the camera on the right and stays visible.
 DEMO_PATHS = (
-    {
-        "start_xy": [-1.76, 6.2],
-        "heading_deg": 0.0,
-        "speed_mps": 0.72,
-        "stride_m": 1.13,
-        "phase0": 0.3,
-    },
-    {
-        "start_xy": [-1.75, 7.2],
-        "heading_deg": 0.0,
-        "speed_mps": 0.6,
-        "stride_m": 0.943,
-        "phase0": 0.3,
-    },
-    {"start_xy": [1.45, 8.0], "heading_deg": -90.0, "speed_mps": 0.75, "stride_m": 1.2},
-)
+    {"start_xy": [-1.42, 6.2], "heading_deg": 0.0, "speed_mps": 0.6, "stride_m": 0.94,
+     "phase0": 0.3},
+    {"start_xy": [-1.345, 9.0], "heading_deg": 0.0, "speed_mps": 0.46, "stride_m": 0.72,
+     "phase0": 0.3},
+    {"start_xy": [1.5, 5.5], "heading_deg": 90.0, "speed_mps": 0.3, "stride_m": 0.5},
+)  # fmt: skip
 
 # The still fixture's two people (gender 1 reads as female in Anny).
 STILL_PHENOTYPES = (
