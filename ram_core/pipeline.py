@@ -8,6 +8,7 @@ the track is confirmed, and a false start is never written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 import time
@@ -135,25 +136,33 @@ class _Row:
     frame: TrackFrame
     body: BodyEstimate | None
 
+    @property
+    def seen(self) -> bool:
+        return self.frame.observation is not None
+
 
 class _TrackTable:
     """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end."""
 
     def __init__(self) -> None:
-        self.rows: dict[int, list[_Row]] = defaultdict(list)
+        self.rows: dict[int, list[tuple[_Row, bool]]] = defaultdict(list)
 
     def add(self, row: _Row) -> None:
-        self.rows[row.frame.track_id].append(row)
+        # The table keeps scores, not the observation's full-frame mask: memory must not
+        # grow with the length of the video.
+        seen = row.seen
+        kept = dataclasses.replace(row.frame, observation=None)
+        self.rows[row.frame.track_id].append((_Row(kept, row.body), seen))
 
     def columns(self) -> dict[str, np.ndarray]:
         records: list[_Row] = []
         for track_id in sorted(self.rows):
-            rows = sorted(self.rows[track_id], key=lambda r: r.frame.frame)
-            seen = [i for i, r in enumerate(rows) if r.frame.observation is not None]
+            rows = sorted(self.rows[track_id], key=lambda r: r[0].frame.frame)
+            seen = [i for i, (_, was_seen) in enumerate(rows) if was_seen]
             if not seen:
                 continue
             # After its last sighting a track only coasted until it ended: the person left.
-            records.extend(rows[: seen[-1] + 1])
+            records.extend(row for row, _ in rows[: seen[-1] + 1])
         n = len(records)
         table = {
             name: np.zeros((n, *shape), dtype=dtype)
