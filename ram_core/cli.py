@@ -15,8 +15,15 @@ import sys
 import traceback
 
 from . import __version__
-from .errors import BadInputError, CancelledError, RamError
-from .progress import PROGRESS_MODES, NoProgress, Progress, make_progress
+from .errors import BadInputError, CancelledError, MissingModelError, RamError
+from .progress import (
+    PROGRESS_MODES,
+    BarProgress,
+    JsonProgress,
+    NoProgress,
+    Progress,
+    make_progress,
+)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -61,7 +68,39 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import add_eval_parser
 
     add_eval_parser(commands)
+    _add_weights_parser(commands)
     return parser
+
+
+_WEIGHTS_DIR_HELP = (
+    "weights folder (default: $RAM_WEIGHTS_DIR, else $RAM_HOME/weights, else the platform's "
+    "cache folder, ~/.cache/ram/weights on Linux)"
+)
+
+
+def _add_weights_parser(commands: argparse._SubParsersAction) -> None:
+    weights = commands.add_parser("weights", help="list, download or check the model weights")
+    actions = weights.add_subparsers(
+        dest="weights_command", required=True, parser_class=_ArgumentParser
+    )
+    listing = actions.add_parser("list", help="every model: licence, size, presence, hash")
+    listing.add_argument("--format", default="text", choices=("text", "json"))
+    listing.add_argument("--dir", default=None, help=_WEIGHTS_DIR_HELP)
+    listing.set_defaults(progress="none")
+    download = actions.add_parser(
+        "download", help="fetch weights (default: what the full backend needs)"
+    )
+    download.add_argument("names", nargs="*", metavar="NAME", help="models to fetch")
+    download.add_argument("--all", action="store_true", help="fetch every model in the table")
+    download.add_argument(
+        "--offline", action="store_true", help="never use the network; report what is missing"
+    )
+    download.add_argument("--dir", default=None, help=_WEIGHTS_DIR_HELP)
+    download.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
+    verify = actions.add_parser("verify", help="hash downloaded weights and compare")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="models (default: all present)")
+    verify.add_argument("--dir", default=None, help=_WEIGHTS_DIR_HELP)
+    verify.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
 
 
 def _command_run(args: argparse.Namespace, progress: Progress) -> int:
@@ -99,6 +138,90 @@ def _command_combine(args: argparse.Namespace, progress: Progress) -> int:
     return EXIT_OK
 
 
+def _command_weights(args: argparse.Namespace, progress: Progress) -> int:
+    import json
+
+    from . import weights
+
+    if args.weights_command == "list":
+        folder = weights.weights_dir(args.dir)
+        statuses = weights.model_statuses(args.dir)
+        if args.format == "json":
+            document = {
+                "weights_dir": str(folder),
+                "default_full_models": list(weights.DEFAULT_FULL_MODELS),
+                "models": [status.as_json() for status in statuses],
+            }
+            print(json.dumps(document, indent=2))
+        else:
+            print(weights.format_model_table(statuses, folder))
+        return EXIT_OK
+    names = list(args.names)
+    for name in names:
+        weights.get_model(name)  # an unknown name is a usage error before any work starts
+    # Downloads and hashing count bytes: the frame-counting bar would mislabel them.
+    if isinstance(progress, BarProgress):
+        progress = weights.ByteBarProgress()
+    try:
+        if args.weights_command == "download":
+            return _weights_download(args, names, progress)
+        return _weights_verify(args, names, progress)
+    finally:
+        progress.close()
+
+
+def _weights_download(args: argparse.Namespace, names: list[str], progress: Progress) -> int:
+    from . import weights
+
+    if args.all and names:
+        raise BadInputError("give model names or --all, not both")
+    if args.all:
+        names = [model.name for model in weights.list_models()]
+    names = names or list(weights.DEFAULT_FULL_MODELS)
+    if args.offline:
+        missing = []
+        for name in names:
+            try:
+                weights.download(name, args.dir, progress, offline=True)
+            except MissingModelError as exc:
+                missing.append(str(exc))
+        if missing:
+            raise MissingModelError("; ".join(missing))
+    else:
+        for name in names:
+            weights.download(name, args.dir, progress)
+    progress.done(str(weights.weights_dir(args.dir)))
+    return EXIT_OK
+
+
+def _weights_verify(args: argparse.Namespace, names: list[str], progress: Progress) -> int:
+    from . import weights
+
+    folder = weights.weights_dir(args.dir)
+    if not names:
+        names = [m.name for m in weights.list_models() if (folder / m.filename).is_file()]
+        if not names:
+            raise MissingModelError(
+                f"no weights in {folder}: run `ram-core weights download` to fetch the "
+                "full backend's models"
+            )
+    failed = []
+    for name in names:
+        report = weights.verify(name, args.dir, progress)
+        line = f"{'ok' if report.ok else report.status}: {name}: {report.detail}"
+        if isinstance(progress, JsonProgress):
+            progress.info(line)
+        else:
+            progress.close()
+            print(line)
+        if not report.ok:
+            failed.append(f"{report.detail}; run `{weights.fetch_command(name, args.dir)}`")
+    if failed:
+        raise MissingModelError("; ".join(failed))
+    progress.done(str(folder))
+    return EXIT_OK
+
+
 def _raise_cancelled(signum: int, _frame: object) -> None:
     raise CancelledError(f"cancelled by signal {signal.Signals(signum).name}")
 
@@ -113,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         progress = make_progress(args.progress)
         if args.command == "run":
             return _command_run(args, progress)
+        if args.command == "weights":
+            return _command_weights(args, progress)
         if args.command == "eval":
             from .evaluate import run_eval
 
