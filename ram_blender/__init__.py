@@ -1,12 +1,20 @@
 """RAM Motion: recover the 3D motion of every person in a video as SMPL armatures.
 
 A Blender extension (no ``bl_info``): the manifest is ``blender_manifest.toml``. The modules
-without bpy (``jobs``, ``results``, ``skeleton``) hold the logic; the rest is a thin layer.
+without bpy (``jobs``, ``weights``, ``environment``, ``results``, ``skeleton``,
+``body_mesh``) hold the logic; the rest is a thin layer.
 """
 
-from . import operators, operators_environment, panels, preferences, properties
+from . import (
+    operators,
+    operators_environment,
+    operators_weights,
+    panels,
+    preferences,
+    properties,
+)
 
-_modules = (properties, preferences, operators, operators_environment, panels)
+_modules = (properties, preferences, operators, operators_environment, operators_weights, panels)
 
 
 def register() -> None:

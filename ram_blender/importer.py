@@ -1,8 +1,9 @@
 """Build a planned import in the scene: collection, camera, one keyframed armature per track.
 
-The plan (``results.load_import_plan``) is read and checked first, so a bad result folder
-raises before the scene is touched. A re-import of the same result replaces its collection
-only after the new one is complete.
+The plan (``results.load_import_plan``) and the tracks' bodies (the built-in one, or the
+user's SMPL file shaped by each track's betas) are read and checked first, so a bad result
+folder or SMPL file raises before the scene is touched. A re-import of the same result
+replaces its collection only after the new one is complete.
 """
 
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ram_core.skeleton import JOINT_NAMES
+
 from . import animation
-from .body_mesh import load_body_mesh
+from .body_mesh import TrackBody, builtin_track_body, smpl_track_body, track_shape
 from .results import (
     CAMERA_ROTATION_EULER,
     FRAME_OFFSET,
@@ -22,11 +25,12 @@ from .results import (
     load_import_plan,
     scene_fps,
 )
-from .skeleton import ArmaturePlan, plan_armature, pose_bone_keys
+from .skeleton import ArmaturePlan, body_translation, plan_armature, pose_bone_keys
 
 RESULT_PATH_PROP = "ram_result_path"
 TRACK_ID_PROP = "ram_track_id"
 SOURCE_VIDEO_PROP = "ram_source_video"
+BODY_MODEL_PROP = "ram_body_model"
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,32 @@ class ImportReport:
     warnings: tuple[str, ...]
 
 
-def import_result(filepath: str | Path, scene: bpy.types.Scene | None = None) -> ImportReport:
+def import_result(
+    filepath: str | Path,
+    scene: bpy.types.Scene | None = None,
+    smpl_model: str | Path | None = None,
+) -> ImportReport:
     """Import a ``NAME.ram`` result folder (or a file inside it) into ``scene``.
 
-    Raises ram_core's ResultFormatError (scene untouched) for a folder it cannot read.
+    ``smpl_model``: the user's SMPL file for the rest skeletons and bodies (None or '': the
+    built-in ones). Raises, with the scene untouched, ram_core's ResultFormatError for a
+    folder it cannot read, MissingModelError / BadInputError for a missing or broken SMPL
+    file.
     """
     path = Path(filepath)
     if path.is_file():
         path = path.parent
-    return build_import(load_import_plan(path), scene or bpy.context.scene)
+    plan = load_import_plan(path)
+    bodies = plan_track_bodies(plan, smpl_model)
+    return build_import(plan, scene or bpy.context.scene, bodies)
+
+
+def plan_track_bodies(plan: ImportPlan, smpl_model: str | Path | None) -> tuple[TrackBody, ...]:
+    """Each track's rest skeleton and body: from the SMPL file for the track's mean betas, or
+    the built-in ones. Raises before anything is built when the SMPL file is unusable."""
+    if not smpl_model:
+        return tuple(builtin_track_body() for _ in plan.tracks)
+    return tuple(smpl_track_body(smpl_model, track_shape(track.betas)) for track in plan.tracks)
 
 
 def imported_collections(scene: bpy.types.Scene, result_path: Path | None = None) -> list:
@@ -62,16 +83,25 @@ def imported_collections(scene: bpy.types.Scene, result_path: Path | None = None
     return found
 
 
-def build_import(plan: ImportPlan, scene: bpy.types.Scene) -> ImportReport:
-    """Create the import's data in ``scene``; on any failure remove what was made."""
+def build_import(
+    plan: ImportPlan, scene: bpy.types.Scene, bodies: tuple[TrackBody, ...] | None = None
+) -> ImportReport:
+    """Create the import's data in ``scene``; on any failure remove what was made.
+
+    ``bodies``: one per track (default: the built-in body for every track).
+    """
+    if bodies is None:
+        bodies = plan_track_bodies(plan, None)
+    if len(bodies) != len(plan.tracks):
+        raise ValueError(f"{len(plan.tracks)} tracks but {len(bodies)} bodies")
     warnings: list[str] = []
     collection = bpy.data.collections.new(plan.collection_name)
     collection[RESULT_PATH_PROP] = str(plan.result_path)
     scene.collection.children.link(collection)
     try:
         camera = _build_camera(plan, collection, warnings)
-        armatures = _build_armatures(plan, collection)
-        _build_bodies(plan, armatures, collection)
+        armatures = _build_armatures(plan, collection, bodies)
+        _build_bodies(plan, armatures, collection, bodies)
     except BaseException:
         remove_import(collection)
         raise
@@ -149,22 +179,28 @@ def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.type
     return camera
 
 
-def _build_armatures(plan: ImportPlan, collection) -> list:
-    if not plan.tracks:
-        return []
-    armature_plan = plan_armature()
-    template = _armature_data(armature_plan, collection)
-    bone_rest = np.array(
-        [np.array(template.bones[name].matrix_local.to_3x3()) for name in armature_plan.names]
-    )
+def _build_armatures(plan: ImportPlan, collection, bodies: tuple[TrackBody, ...]) -> list:
+    """One armature per track; tracks with the same body share one rest skeleton's layout."""
+    # body key -> (armature data of the first track with it, its bone rest frames)
+    rest_skeletons: dict[tuple, tuple[bpy.types.Armature, np.ndarray]] = {}
     armatures = []
-    for index, track in enumerate(plan.tracks):
-        data = template if index == 0 else template.copy()
-        armatures.append(_track_object(plan, track, data, collection))
+    for track, body in zip(plan.tracks, bodies, strict=True):
+        if body.key in rest_skeletons:
+            data = rest_skeletons[body.key][0].copy()
+        else:
+            data = _armature_data(plan_armature(body.rest_joints), collection)
+            bone_rest = np.array(
+                [np.array(data.bones[name].matrix_local.to_3x3()) for name in JOINT_NAMES]
+            )
+            rest_skeletons[body.key] = (data, bone_rest)
+        obj = _track_object(plan, track, data, collection)
+        obj[BODY_MODEL_PROP] = body.source
+        armatures.append(obj)
     # Pose channels exist only once the depsgraph has seen the objects.
     bpy.context.view_layer.update()
-    for obj, track in zip(armatures, plan.tracks, strict=True):
-        _animate_track(obj, track, bone_rest, armature_plan.names)
+    for obj, track, body in zip(armatures, plan.tracks, bodies, strict=True):
+        transl = body_translation(track.transl, plan.solved_rest_pelvis, body.rest_joints[0])
+        _animate_track(obj, track, transl, rest_skeletons[body.key][1])
     return armatures
 
 
@@ -212,19 +248,21 @@ def _track_object(plan: ImportPlan, track: TrackPlan, data, collection):
     return obj
 
 
-def _build_bodies(plan: ImportPlan, armatures: list, collection) -> list:
-    """One skinned body per armature, all sharing one mesh (same rest pose and weights).
+def _build_bodies(
+    plan: ImportPlan, armatures: list, collection, bodies: tuple[TrackBody, ...]
+) -> list:
+    """One skinned body per armature; tracks with the same body share one mesh.
 
     The armature's space is SMPL's rest space and its bones sit on the rest joints the body
     mesh was made for, so the body is parented with an identity transform.
     """
-    if not armatures:
-        return []
-    body = load_body_mesh()
-    mesh = _body_mesh_data(body, f"{plan.collection_name} body")
-    bodies = []
-    for armature, track in zip(armatures, plan.tracks, strict=True):
-        obj = bpy.data.objects.new(body_name(track.name), mesh)
+    meshes: dict[tuple, bpy.types.Mesh] = {}
+    objects = []
+    for armature, track, body in zip(armatures, plan.tracks, bodies, strict=True):
+        first_with_mesh = body.key not in meshes
+        if first_with_mesh:
+            meshes[body.key] = _body_mesh_data(body.mesh, f"{plan.collection_name} body")
+        obj = bpy.data.objects.new(body_name(track.name), meshes[body.key])
         collection.objects.link(obj)
         obj.parent = armature
         obj.matrix_parent_inverse = Matrix.Identity(4)
@@ -232,6 +270,7 @@ def _build_bodies(plan: ImportPlan, armatures: list, collection) -> list:
         obj.color = (*track.color, 1.0)
         obj[TRACK_ID_PROP] = track.track_id
         obj[RESULT_PATH_PROP] = str(plan.result_path)
+        obj[BODY_MODEL_PROP] = body.source
         modifier = obj.modifiers.new("Armature", "ARMATURE")
         modifier.object = armature
         modifier.use_vertex_groups = True
@@ -241,10 +280,11 @@ def _build_bodies(plan: ImportPlan, armatures: list, collection) -> list:
         material.diffuse_color = (*track.color, 1.0)
         obj.material_slots[0].link = "OBJECT"
         obj.material_slots[0].material = material
-        bodies.append(obj)
-    # Vertex group names live on the mesh, so the first object's groups serve every body.
-    _fill_vertex_groups(bodies[0], body)
-    return bodies
+        if first_with_mesh:
+            # Vertex group names live on the mesh: one object's groups serve all sharing it.
+            _fill_vertex_groups(obj, body.mesh)
+        objects.append(obj)
+    return objects
 
 
 def _body_mesh_data(body, name: str) -> bpy.types.Mesh:
@@ -271,7 +311,7 @@ def _fill_vertex_groups(obj, body) -> None:
             group.add(vertices.tolist(), weight, "REPLACE")
 
 
-def _animate_track(obj, track: TrackPlan, bone_rest, bone_names) -> None:
+def _animate_track(obj, track: TrackPlan, transl: np.ndarray, bone_rest: np.ndarray) -> None:
     for pose_bone in obj.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
         pose_bone.color.palette = "CUSTOM"
@@ -279,14 +319,14 @@ def _animate_track(obj, track: TrackPlan, bone_rest, bone_names) -> None:
         pose_bone.color.custom.select = tuple(min(1.0, c + 0.3) for c in track.color)
         pose_bone.color.custom.active = (1.0, 1.0, 1.0)
     quaternions, root_locations = pose_bone_keys(
-        track.global_orient, track.body_pose, track.transl, bone_rest
+        track.global_orient, track.body_pose, transl, bone_rest
     )
     action = animation.new_action_for(obj, f"{track.name}_motion")
-    root = bone_names[0]
+    root = JOINT_NAMES[0]
     animation.write_channels(
         action, obj, f'pose.bones["{root}"].location', track.frames, root_locations, root
     )
-    for j, name in enumerate(bone_names):
+    for j, name in enumerate(JOINT_NAMES):
         path = f'pose.bones["{name}"].rotation_quaternion'
         animation.write_channels(action, obj, path, track.frames, quaternions[:, j], name)
 

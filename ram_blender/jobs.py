@@ -1,8 +1,11 @@
-"""The pipeline as a subprocess: ``ram-core run … --progress json``, read on a thread.
+"""Subprocesses that speak ram_core's JSON progress events, read on a thread.
 
-No bpy here. A reader thread turns each stdout line into an event dict on a
-``queue.Queue``; the modal operator (or a test) drains it with ``poll()``. Cancelling sends
-SIGTERM, which ram-core turns into a clean exit 130 that removes its temporary output.
+No bpy here. ``EventJob`` runs one command (``ram-core run …`` or ``ram-core weights
+download …``, both with ``--progress json``); a reader thread turns each stdout line into
+an event dict on a ``queue.Queue``; the modal operator (or a test) drains it with
+``poll()``. Cancelling sends SIGTERM, which ram-core turns into a clean exit 130 (the
+pipeline removes its temporary output; a download keeps its ``.part`` file to resume).
+Each kind of job words its exit codes in its own ``ExitMessages``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ EXIT_CANCELLED = 130
 
 BACKENDS = ("auto", "full", "lite")
 DEVICES = ("auto", "cpu", "cuda")
-# How long a cancelled pipeline may take to clean up before it is killed.
+# How long a cancelled job may take to clean up before it is killed.
 _TERMINATE_GRACE_S = 10.0
 _STDERR_LINES_KEPT = 20
 
@@ -67,16 +70,22 @@ class RunRequest:
 
     def environment(self) -> dict[str, str]:
         """The child's environment: ours, plus where the weights and SMPL model are."""
-        env = dict(os.environ)
-        # Blender's own Python settings must not leak into another interpreter.
-        for name in ("PYTHONHOME", "PYTHONPATH"):
-            env.pop(name, None)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.weights_dir:
-            env["RAM_WEIGHTS_DIR"] = self.weights_dir
-        if self.smpl_model:
-            env["RAM_SMPL_MODEL"] = self.smpl_model
-        return env
+        extra = {"RAM_WEIGHTS_DIR": self.weights_dir, "RAM_SMPL_MODEL": self.smpl_model}
+        return child_environment({name: value for name, value in extra.items() if value})
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment for another Python: without Blender's Python settings, plus ``extra``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        # Blender's own Python settings must not leak into another interpreter, and a
+        # venv's interpreter must not think it runs inside another venv.
+        if name not in ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
 
 
 @dataclass(frozen=True)
@@ -93,39 +102,80 @@ class JobOutcome:
         return self.exit_code == EXIT_CANCELLED
 
 
-def outcome_message(exit_code: int, error_message: str | None, stderr_tail: str) -> str:
-    """One clear sentence for how the pipeline ended."""
-    detail = (error_message or stderr_tail or "").strip()
-    if exit_code == EXIT_OK:
-        return "The pipeline finished."
-    if exit_code == EXIT_BAD_INPUT:
-        return f"The pipeline refused the input: {detail or 'no reason given'}"
-    if exit_code == EXIT_MISSING_MODEL:
-        return f"A model or weight file is missing: {detail or 'no details given'}"
-    if exit_code == EXIT_CANCELLED:
-        return "The pipeline was cancelled."
-    if exit_code == EXIT_INTERNAL:
-        return f"The pipeline failed: {detail or 'internal error'}"
-    if exit_code < 0:
-        return f"The pipeline was stopped by signal {-exit_code}." + (
-            f" {detail}" if detail else ""
-        )
-    return f"The pipeline ended with unexpected exit code {exit_code}." + (
-        f" {detail}" if detail else ""
-    )
+@dataclass(frozen=True)
+class ExitMessages:
+    """One sentence per documented exit code for one kind of job.
+
+    ``{detail}`` is replaced by the job's own error message (or its last stderr line, or the
+    ``no_detail`` words when it said nothing).
+    """
+
+    subject: str
+    ok: str
+    bad_input: str
+    missing: str
+    failed: str
+    cancelled: str
+    no_detail: str = "no reason given"
+
+    def for_exit(self, exit_code: int, detail: str) -> str:
+        detail = detail.strip()
+        template = {
+            EXIT_OK: self.ok,
+            EXIT_BAD_INPUT: self.bad_input,
+            EXIT_MISSING_MODEL: self.missing,
+            EXIT_INTERNAL: self.failed,
+            EXIT_CANCELLED: self.cancelled,
+        }.get(exit_code)
+        if template is not None:
+            return template.format(detail=detail or self.no_detail)
+        tail = f" {detail}" if detail else ""
+        if exit_code < 0:
+            return f"{self.subject} was stopped by signal {-exit_code}.{tail}"
+        return f"{self.subject} ended with unexpected exit code {exit_code}.{tail}"
 
 
-class PipelineJob:
-    """A running pipeline subprocess whose JSON events arrive on a queue.
+PIPELINE_MESSAGES = ExitMessages(
+    subject="The pipeline",
+    ok="The pipeline finished.",
+    bad_input="The pipeline refused the input: {detail}",
+    missing="A model or weight file is missing: {detail}",
+    failed="The pipeline failed: {detail}",
+    cancelled="The pipeline was cancelled.",
+)
+
+
+def outcome_message(
+    exit_code: int,
+    error_message: str | None,
+    stderr_tail: str,
+    messages: ExitMessages = PIPELINE_MESSAGES,
+) -> str:
+    """One clear sentence for how a job ended."""
+    return messages.for_exit(exit_code, error_message or stderr_tail or "")
+
+
+class EventJob:
+    """A running subprocess whose JSON progress events arrive on a queue.
 
     ``start()`` launches it; ``poll()`` returns the events that arrived (dicts; a line that
     is not JSON becomes ``{"event": "output", "line": …}``); ``finished()`` says whether the
-    process ended and its output was read; ``outcome()`` then says how it ended.
+    process ended and its output was read; ``outcome()`` then says how it ended, in the
+    words of ``messages``. With ``expects_result`` a success must name its result (the
+    ``done`` event's ``result``).
     """
 
-    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: dict[str, str] | None = None,
+        messages: ExitMessages = PIPELINE_MESSAGES,
+        expects_result: bool = False,
+    ) -> None:
         self.command = list(command)
         self.env = env
+        self.messages = messages
+        self.expects_result = expects_result
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stage = ""
         self.done = 0
@@ -137,11 +187,7 @@ class PipelineJob:
         self._threads: list[threading.Thread] = []
         self._cancel_requested = False
 
-    @classmethod
-    def for_request(cls, request: RunRequest) -> PipelineJob:
-        return cls(request.command(), request.environment())
-
-    def start(self) -> PipelineJob:
+    def start(self) -> EventJob:
         """Launch the process. Raises OSError when the Python cannot be started."""
         if self._process is not None:
             raise RuntimeError("This job has already started.")
@@ -227,7 +273,7 @@ class PipelineJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.finished():
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"The pipeline did not end within {timeout} s.")
+                raise TimeoutError(f"{self.messages.subject} did not end within {timeout} s.")
             time.sleep(0.02)
         return self.outcome()
 
@@ -247,22 +293,34 @@ class PipelineJob:
     def outcome(self) -> JobOutcome:
         """How the finished job ended. RuntimeError while it still runs."""
         if not self.finished():
-            raise RuntimeError("The pipeline is still running.")
+            raise RuntimeError(f"{self.messages.subject} is still running.")
         assert self._process is not None
         self.poll()
         code = self._process.returncode
         if self._cancel_requested and code != EXIT_OK:
             code = EXIT_CANCELLED
-        message = outcome_message(code, self.error_message, self.stderr_tail)
+        message = outcome_message(code, self.error_message, self.stderr_tail, self.messages)
         ok = code == EXIT_OK
-        if ok and self.result_path is None:
-            ok, message = False, "The pipeline finished without naming its result folder."
+        if ok and self.expects_result and self.result_path is None:
+            ok = False
+            message = f"{self.messages.subject} finished without naming its result."
         return JobOutcome(ok, code, message, self.result_path if ok else None)
 
     @property
     def stderr_tail(self) -> str:
         """The last line the process wrote on stderr ('' when none)."""
         return self._stderr_tail[-1] if self._stderr_tail else ""
+
+
+class PipelineJob(EventJob):
+    """``ram-core run``: an EventJob in the pipeline's words that must name its result."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+        super().__init__(command, env, PIPELINE_MESSAGES, expects_result=True)
+
+    @classmethod
+    def for_request(cls, request: RunRequest) -> PipelineJob:
+        return cls(request.command(), request.environment())
 
 
 def python_can_run_pipeline(python: str, timeout_s: float = 20.0) -> bool:
@@ -275,7 +333,7 @@ def python_can_run_pipeline(python: str, timeout_s: float = 20.0) -> bool:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout_s,
-            env={k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")},
+            env=child_environment(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -9,28 +9,21 @@ import bpy
 from ram_core.errors import RamError
 
 from .importer import import_result
+from .modal import apply_tick, start_modal
 from .video_import import (
+    RUNNING_IMPORT,
     VideoImportError,
-    finish_video_import,
+    import_modal_job,
+    import_reports,
     make_run_request,
+    smpl_model_path,
     start_video_import,
-    status_line,
 )
 
-
-class RunningImport:
-    """The one video import in flight (the panel shows it; Esc or the button cancels it)."""
-
-    job = None
-    cancel_requested = False
-
-
-def _import_report(operator, report) -> None:
-    for warning in report.warnings:
-        operator.report({"WARNING"}, warning)
-    operator.report(
-        {"INFO"}, f"Imported {len(report.armatures)} track(s) into {report.collection.name}"
-    )
+_SMPL_MODEL_DESCRIPTION = (
+    "SMPL model file (.pkl or .npz) for this import's skeletons and bodies "
+    "(empty: the one in the preferences, else the built-in body)"
+)
 
 
 class RAM_OT_import_result(bpy.types.Operator):
@@ -42,6 +35,9 @@ class RAM_OT_import_result(bpy.types.Operator):
 
     filepath: bpy.props.StringProperty(name="Result", subtype="FILE_PATH")
     directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    smpl_model: bpy.props.StringProperty(
+        name="SMPL Model", description=_SMPL_MODEL_DESCRIPTION, subtype="FILE_PATH"
+    )
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -56,11 +52,12 @@ class RAM_OT_import_result(bpy.types.Operator):
         if path.name == "" or (not path.exists() and path.parent.suffix == ".ram"):
             path = path.parent
         try:
-            report = import_result(path, context.scene)
+            report = import_result(path, context.scene, smpl_model_path(context, self.smpl_model))
         except (RamError, OSError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        _import_report(self, report)
+        for level, message in import_reports(report):
+            self.report({level}, message)
         return {"FINISHED"}
 
 
@@ -72,75 +69,42 @@ class RAM_OT_import_video(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     filepath: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
+    smpl_model: bpy.props.StringProperty(
+        name="SMPL Model", description=_SMPL_MODEL_DESCRIPTION, subtype="FILE_PATH"
+    )
 
     _timer = None
+    _modal_job = None
 
     @classmethod
     def poll(cls, context):
-        return RunningImport.job is None
+        return not RUNNING_IMPORT.busy
 
-    def _video(self, context) -> str:
-        return self.filepath or context.scene.ram.video_filepath
+    def _start(self, context):
+        """The started job's ModalJob, or None after reporting why it cannot start."""
+        video = self.filepath or context.scene.ram.video_filepath
+        try:
+            request = make_run_request(context, video, smpl_model=self.smpl_model)
+            return import_modal_job(start_video_import(request), request.smpl_model)
+        except VideoImportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
 
     def execute(self, context):
         """Blocking run, for scripts and background mode."""
-        try:
-            job = start_video_import(make_run_request(context, self._video(context)))
-        except VideoImportError as exc:
-            self.report({"ERROR"}, str(exc))
+        modal_job = self._start(context)
+        if modal_job is None:
             return {"CANCELLED"}
-        job.wait()
-        return self._finish(context, job)
+        return apply_tick(self, context, modal_job.run_to_end(context))
 
     def invoke(self, context, event):
-        try:
-            job = start_video_import(make_run_request(context, self._video(context)))
-        except VideoImportError as exc:
-            self.report({"ERROR"}, str(exc))
+        self._modal_job = self._start(context)
+        if self._modal_job is None:
             return {"CANCELLED"}
-        RunningImport.job, RunningImport.cancel_requested = job, False
-        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set(status_line(job))
-        return {"RUNNING_MODAL"}
+        return start_modal(self, context, self._modal_job, interval_s=0.1)
 
     def modal(self, context, event):
-        job = RunningImport.job
-        if event.type == "ESC" or RunningImport.cancel_requested:
-            job.cancel()
-            job.wait()
-            self._end_modal(context)
-            self.report({"WARNING"}, "RAM import cancelled; the scene is unchanged")
-            return {"CANCELLED"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        job.poll()
-        if not job.finished():
-            context.workspace.status_text_set(status_line(job))
-            for area in context.screen.areas:
-                area.tag_redraw()
-            return {"RUNNING_MODAL"}
-        self._end_modal(context)
-        return self._finish(context, job)
-
-    def _end_modal(self, context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        context.workspace.status_text_set(None)
-        RunningImport.job = None
-
-    def _finish(self, context, job):
-        try:
-            result = finish_video_import(job, context.scene)
-        except (RamError, OSError, ValueError) as exc:
-            self.report({"ERROR"}, f"The pipeline's result cannot be imported: {exc}")
-            return {"CANCELLED"}
-        if not result.ok:
-            self.report({"ERROR"}, result.outcome.message)
-            return {"CANCELLED"}
-        _import_report(self, result.report)
-        return {"FINISHED"}
+        return apply_tick(self, context, self._modal_job.tick(context, event))
 
 
 class RAM_OT_cancel_import(bpy.types.Operator):
@@ -152,10 +116,10 @@ class RAM_OT_cancel_import(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return RunningImport.job is not None
+        return RUNNING_IMPORT.busy
 
     def execute(self, context):
-        RunningImport.cancel_requested = True
+        RUNNING_IMPORT.current.request_cancel()
         return {"FINISHED"}
 
 

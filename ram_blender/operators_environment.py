@@ -1,7 +1,7 @@
 """Install the pipeline's virtual environment from the preferences: modal and cancellable.
 
 The work is in plain functions (``make_install_plan``, ``finish_install``) that the
-operator and the tests call; ``environment.py`` runs the commands.
+operator and the tests call; ``environment.py`` runs the commands; ``modal.py`` ticks it.
 """
 
 # Blender's class naming (RAM_OT_x) and its set-valued class attributes are its API.
@@ -21,18 +21,14 @@ from .environment import (
     start_install,
     status_line,
 )
+from .modal import JobSlot, ModalJob, TickResult, apply_tick, start_modal
 from .preferences import extension_env_folder, preferences
 
 # build_addon.py puts the ram_core wheel here, beside this module.
 WHEELS_DIR = Path(__file__).resolve().parent / "wheels"
-
-
-class RunningInstall:
-    """The one install in flight (the preferences show it; Esc or Cancel stops it)."""
-
-    install: EnvironmentInstall | None = None
-    cancel_requested = False
-    last_message = ""
+# The one install in flight (the preferences show it; Esc or Cancel stops it).
+RUNNING_INSTALL = JobSlot()
+CANCELLED_REPORT = "The pipeline install was cancelled."
 
 
 def online_install_refusal() -> str | None:
@@ -60,14 +56,22 @@ def finish_install(context, install: EnvironmentInstall) -> InstallOutcome:
     outcome = install.outcome()
     if outcome.ok:
         preferences(context).pipeline_python = str(outcome.python)
-    RunningInstall.last_message = outcome.message
     return outcome
 
 
-def _redraw_all(context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            area.tag_redraw()
+def finish_install_job(context, install: EnvironmentInstall) -> TickResult:
+    """The ended install as the operator's result, with one report."""
+    outcome = finish_install(context, install)
+    if outcome.cancelled:
+        return TickResult.cancelled(("WARNING", outcome.message))
+    if not outcome.ok:
+        return TickResult.cancelled(("ERROR", outcome.message))
+    return TickResult.finished(("INFO", outcome.message))
+
+
+def install_modal_job(install: EnvironmentInstall) -> ModalJob:
+    """The modal operator's ticking of a started install (see ``modal.ModalJob``)."""
+    return ModalJob(install, RUNNING_INSTALL, status_line, finish_install_job, CANCELLED_REPORT)
 
 
 class RAM_OT_install_pipeline(bpy.types.Operator):
@@ -89,76 +93,39 @@ class RAM_OT_install_pipeline(bpy.types.Operator):
     )
 
     _timer = None
+    _modal_job = None
 
     @classmethod
     def poll(cls, context):
-        return RunningInstall.install is None
+        return not RUNNING_INSTALL.busy
 
-    def _start(self) -> EnvironmentInstall | None:
+    def _start(self) -> ModalJob | None:
         refusal = online_install_refusal()
         if refusal:
             self.report({"ERROR"}, refusal)
             return None
         try:
-            return start_install(make_install_plan(self.base_python, self.source))
+            plan = make_install_plan(self.base_python, self.source)
+            return install_modal_job(start_install(plan))
         except (InstallPlanError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return None
 
     def execute(self, context):
         """Blocking run, for scripts and background mode."""
-        install = self._start()
-        if install is None:
+        modal_job = self._start()
+        if modal_job is None:
             return {"CANCELLED"}
-        install.wait()
-        return self._finish(context, install)
+        return apply_tick(self, context, modal_job.run_to_end(context))
 
     def invoke(self, context, event):
-        install = self._start()
-        if install is None:
+        self._modal_job = self._start()
+        if self._modal_job is None:
             return {"CANCELLED"}
-        RunningInstall.install, RunningInstall.cancel_requested = install, False
-        RunningInstall.last_message = ""
-        self._timer = context.window_manager.event_timer_add(0.2, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set(status_line(install))
-        return {"RUNNING_MODAL"}
+        return start_modal(self, context, self._modal_job, interval_s=0.2)
 
     def modal(self, context, event):
-        install = RunningInstall.install
-        if event.type == "ESC" or RunningInstall.cancel_requested:
-            install.cancel()
-            install.wait()
-            self._end_modal(context)
-            return self._finish(context, install)
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        install.poll()
-        if not install.finished():
-            context.workspace.status_text_set(status_line(install))
-            _redraw_all(context)
-            return {"RUNNING_MODAL"}
-        self._end_modal(context)
-        return self._finish(context, install)
-
-    def _end_modal(self, context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        context.workspace.status_text_set(None)
-        RunningInstall.install = None
-        _redraw_all(context)
-
-    def _finish(self, context, install):
-        outcome = finish_install(context, install)
-        if outcome.cancelled:
-            self.report({"WARNING"}, outcome.message)
-            return {"CANCELLED"}
-        if not outcome.ok:
-            self.report({"ERROR"}, outcome.message)
-            return {"CANCELLED"}
-        self.report({"INFO"}, outcome.message)
-        return {"FINISHED"}
+        return apply_tick(self, context, self._modal_job.tick(context, event))
 
 
 class RAM_OT_cancel_install(bpy.types.Operator):
@@ -170,26 +137,26 @@ class RAM_OT_cancel_install(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return RunningInstall.install is not None
+        return RUNNING_INSTALL.busy
 
     def execute(self, context):
-        RunningInstall.cancel_requested = True
+        RUNNING_INSTALL.current.request_cancel()
         return {"FINISHED"}
 
 
 def draw_install(layout) -> None:
     """The install button, or the running install's progress, in the preferences."""
-    install = RunningInstall.install
+    running = RUNNING_INSTALL.current
     row = layout.row(align=True)
-    if install is not None:
-        row.label(text=status_line(install), icon="TIME")
+    if running is not None:
+        row.label(text=running.status_line(), icon="TIME")
         row.operator(RAM_OT_cancel_install.bl_idname, text="Cancel", icon="CANCEL")
         return
     row.operator(RAM_OT_install_pipeline.bl_idname, icon="IMPORT")
     if not bpy.app.online_access:
         layout.label(text="Needs online access (Preferences > System > Network)", icon="INFO")
-    if RunningInstall.last_message:
-        layout.label(text=RunningInstall.last_message)
+    if RUNNING_INSTALL.last_message:
+        layout.label(text=RUNNING_INSTALL.last_message)
 
 
 classes = (RAM_OT_install_pipeline, RAM_OT_cancel_install)

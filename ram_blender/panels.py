@@ -5,9 +5,8 @@
 import bpy
 
 from .importer import TRACK_ID_PROP, imported_collections
-from .operators import RunningImport
 from .preferences import preferences
-from .video_import import status_line
+from .video_import import RUNNING_IMPORT
 
 
 def draw_import_panel(layout, context) -> None:
@@ -22,12 +21,14 @@ def draw_import_panel(layout, context) -> None:
         row = layout.row(align=True)
         row.prop(settings, "frame_first")
         row.prop(settings, "frame_stop")
-    job = RunningImport.job
-    if job is None:
+    running = RUNNING_IMPORT.current
+    if running is None:
         layout.operator("ram.import_video", icon="ARMATURE_DATA")
         layout.operator("ram.import_result", icon="FILE_FOLDER")
+        if RUNNING_IMPORT.last_message:
+            layout.label(text=RUNNING_IMPORT.last_message)
     else:
-        layout.progress(factor=job.fraction, type="BAR", text=status_line(job))
+        layout.progress(factor=running.job.fraction, type="BAR", text=running.status_line())
         layout.operator("ram.cancel_import", icon="CANCEL")
     for collection in imported_collections(context.scene):
         box = layout.box()

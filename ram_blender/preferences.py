@@ -32,31 +32,39 @@ class RAM_AddonPreferences(bpy.types.AddonPreferences):
     )
     weights_dir: bpy.props.StringProperty(
         name="Weights Folder",
-        description="Where the full backend's model weights are kept",
+        description="Where the full backend's model weights are kept "
+        "(empty: the weights manager's default, ~/.cache/ram/weights on Linux)",
         subtype="DIR_PATH",
     )
     smpl_model: bpy.props.StringProperty(
         name="SMPL Model",
-        description="Your licensed SMPL model file (optional; the built-in skeleton otherwise)",
+        description="Your licensed SMPL model file, .pkl from smpl.is.tue.mpg.de (optional: "
+        "imports use its exact skeleton and body; the built-in ones otherwise)",
         subtype="FILE_PATH",
     )
     backend: bpy.props.EnumProperty(name="Backend", items=_BACKEND_ITEMS, default="auto")
     device: bpy.props.EnumProperty(name="Device", items=_DEVICE_ITEMS, default="auto")
 
     def draw(self, context):
-        layout = self.layout
-        row = layout.row(align=True)
-        row.prop(self, "pipeline_python")
-        row.operator(RAM_OT_detect_pipeline_python.bl_idname, text="", icon="VIEWZOOM")
-        # Imported here: operators_environment imports this module.
-        from .operators_environment import draw_install
+        draw_preferences(self, self.layout, context)
 
-        draw_install(layout)
-        layout.prop(self, "weights_dir")
-        layout.prop(self, "smpl_model")
-        row = layout.row()
-        row.prop(self, "backend")
-        row.prop(self, "device")
+
+def draw_preferences(prefs, layout, context) -> None:
+    """The preferences' layout (a plain function, so tests can draw it)."""
+    # Imported here: both modules import this one.
+    from .operators_environment import draw_install
+    from .operators_weights import draw_models
+
+    row = layout.row(align=True)
+    row.prop(prefs, "pipeline_python")
+    row.operator(RAM_OT_detect_pipeline_python.bl_idname, text="", icon="VIEWZOOM")
+    draw_install(layout)
+    layout.prop(prefs, "weights_dir")
+    draw_models(layout, context)
+    layout.prop(prefs, "smpl_model")
+    row = layout.row()
+    row.prop(prefs, "backend")
+    row.prop(prefs, "device")
 
 
 def preferences(context=None) -> RAM_AddonPreferences:

@@ -114,6 +114,22 @@ def pose_bone_keys(
     return quaternions, root_locations
 
 
+def body_translation(
+    transl: np.ndarray, solved_rest_pelvis: np.ndarray | None, body_rest_pelvis: np.ndarray
+) -> np.ndarray:
+    """``transl`` (T, 3) for a body whose rest pelvis differs from the one it was solved on.
+
+    In SMPL's convention the posed pelvis is ``rest pelvis + transl``. A result solved on
+    another skeleton (``solved_rest_pelvis``, e.g. the built-in one with its pelvis at the
+    origin) keeps its posed pelvis, where the video shows it, when ``transl`` takes up the
+    difference. ``solved_rest_pelvis`` None: the result is in the body's own terms.
+    """
+    transl = np.asarray(transl, dtype=np.float64)
+    if solved_rest_pelvis is None:
+        return transl
+    return transl + (np.asarray(solved_rest_pelvis) - np.asarray(body_rest_pelvis))
+
+
 def continuous_quaternions(quaternions: np.ndarray) -> np.ndarray:
     """Flip signs along axis 0 so each quaternion is in the hemisphere of the previous one.
 

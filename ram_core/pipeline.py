@@ -4,6 +4,11 @@
 Frames stream through one at a time. Tracks are reported a few frames late
 (``SegFollowConfig.confirmation_delay``) so that a new person's first frames are kept once
 the track is confirmed, and a false start is never written.
+
+Two stages can be swapped by a caller (the ablations in ``ram_core.ablations`` do): the
+tracker (``tracking``: a factory that wraps the segmenter in SegFollow by default, or in
+another tracker with SegFollow's ``step`` / ``is_confirmed`` contract) and the fusion of
+reconstruction and prediction at the end (``fusion``: Predictor + Combiner by default).
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ import datetime
 import platform
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,7 +36,9 @@ from .segfollow import SegFollow
 from .types import (
     BodyEstimate,
     CameraIntrinsics,
+    Detection,
     Frame,
+    MemorySegmenter,
     Observation,
     Prompt,
     Segmenter,
@@ -39,6 +46,47 @@ from .types import (
     VideoInfo,
 )
 from .video import frame_range, probe_video, stream_frames
+
+
+class FrameTracker(Protocol):
+    """What the pipeline needs from a tracker: SegFollow's contract."""
+
+    def step(
+        self, frame: Frame, detections: Sequence[Detection] | None = None
+    ) -> list[TrackFrame]: ...
+
+    def is_confirmed(self, track_id: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TrackingStage:
+    """A tracker and how many frames its rows must be held back: a new track is known to
+    be confirmed or dropped at most this many frames after its birth."""
+
+    tracker: FrameTracker
+    confirmation_delay: int
+
+
+TrackerFactory = Callable[[Segmenter, RunConfig], TrackingStage]
+"""Builds the tracking stage around the (timed) segmenter of a run."""
+
+TrackFusion = Callable[[dict[str, np.ndarray], RunConfig], dict[str, np.ndarray]]
+"""Turns the tracked table (``recon_*`` filled) into the final one (``pred_*``, ``gate``,
+final pose)."""
+
+
+def segfollow_tracking(segmenter: Segmenter, config: RunConfig) -> TrackingStage:
+    """The pipeline's own tracker: SegFollow with the run's settings."""
+    return TrackingStage(
+        SegFollow(segmenter, config.segfollow), config.segfollow.confirmation_delay
+    )
+
+
+def predictor_combiner_fusion(
+    table: dict[str, np.ndarray], config: RunConfig
+) -> dict[str, np.ndarray]:
+    """The pipeline's own fusion: the Predictor and the Combiner (``fuse_tracks``)."""
+    return fuse_tracks(table, config.predictor, config.combiner)
 
 
 @dataclass
@@ -54,7 +102,12 @@ class StageTimer:
 
 
 class _TimedSegmenter:
-    """Lets the timer tell the segmenter's time from SegFollow's own logic."""
+    """Lets the timer tell the segmenter's time from the tracker's own logic.
+
+    Forwards ``forget`` (a track ended) when the segmenter has it; ``timed_segmenter``
+    picks the subclass that also forwards ``commit`` for a ``MemorySegmenter``, so the
+    tracker sees the same kind of segmenter it would see unwrapped.
+    """
 
     def __init__(self, inner: Segmenter, timer: StageTimer) -> None:
         self.inner = inner
@@ -69,6 +122,39 @@ class _TimedSegmenter:
 
     def appearance_similarity(self, memory: np.ndarray, appearance: np.ndarray) -> float:
         return self.inner.appearance_similarity(memory, appearance)
+
+    def forget(self, track_id: int) -> None:
+        forget = getattr(self.inner, "forget", None)
+        if forget is not None:
+            forget(track_id)
+
+
+class _TimedMemorySegmenter(_TimedSegmenter):
+    """``_TimedSegmenter`` for a ``MemorySegmenter`` (SAM2): its memory writes count as
+    segmenter time too."""
+
+    inner: MemorySegmenter
+
+    def commit(
+        self,
+        frame_index: int,
+        track_id: int,
+        observation: Observation,
+        lam: float | None,
+        admitted: bool,
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.inner.commit(frame_index, track_id, observation, lam, admitted)
+        finally:
+            self.timer.add("segment", time.perf_counter() - t0)
+
+
+def timed_segmenter(inner: Segmenter, timer: StageTimer) -> _TimedSegmenter:
+    """The segmenter wrapped so its time is counted apart from the tracker's."""
+    if isinstance(inner, MemorySegmenter):
+        return _TimedMemorySegmenter(inner, timer)
+    return _TimedSegmenter(inner, timer)
 
 
 @dataclass
@@ -147,11 +233,17 @@ def run_pipeline(
     config: RunConfig | None = None,
     progress: Progress | None = None,
     stages: Backend | None = None,
+    tracking: TrackerFactory | None = None,
+    fusion: TrackFusion | None = None,
 ) -> Path:
     """Runs the whole pipeline on a video and writes ``out_path`` (a ``.ram`` folder).
 
-    ``stages`` replaces the backend's parts (tests and benchmarks inject their own).
+    ``stages`` replaces the backend's parts (tests and benchmarks inject their own);
+    ``tracking`` and ``fusion`` replace SegFollow and the Predictor + Combiner (ablations).
+    The manifest names the two under ``stages``.
     """
+    tracking = tracking or segfollow_tracking
+    fusion = fusion or predictor_combiner_fusion
     config = config or RunConfig()
     progress = progress or NoProgress()
     started = time.perf_counter()
@@ -165,11 +257,14 @@ def run_pipeline(
     try:
         with ResultWriter(out) as writer:
             timer = StageTimer()
-            table = _track(info, first, stop, camera, parts, config, writer, timer, progress)
+            table = _track(
+                info, first, stop, camera, parts, tracking, config, writer, timer, progress
+            )
             t0 = time.perf_counter()
-            fused = fuse_tracks(table, config.predictor, config.combiner)
+            fused = fusion(table, config)
             timer.add("predict_combine", time.perf_counter() - t0)
             manifest = _manifest(info, first, stop, camera, parts, config, fused, timer)
+            manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
             if config.pipeline.preview and writer.temporary_path is not None:
                 from .preview import write_preview
 
@@ -188,13 +283,15 @@ def _track(
     stop: int,
     camera: CameraIntrinsics,
     parts: Backend,
+    tracking: TrackerFactory,
     config: RunConfig,
     writer: ResultWriter,
     timer: StageTimer,
     progress: Progress,
 ) -> dict[str, np.ndarray]:
-    tracker = SegFollow(_TimedSegmenter(parts.segmenter, timer), config.segfollow)
-    lag = config.segfollow.confirmation_delay
+    stage = tracking(timed_segmenter(parts.segmenter, timer), config)
+    tracker = stage.tracker
+    lag = stage.confirmation_delay
     pending: deque[tuple[int, list[_Row]]] = deque()
     table = _TrackTable()
     confirmed: set[int] = set()
@@ -235,6 +332,10 @@ def _track(
     while pending:
         release(*pending.popleft())
     return table.columns()
+
+
+def _name(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}.{getattr(function, '__qualname__', repr(function))}"
 
 
 def _timings(timer: StageTimer, total_s: float, n_frames: int) -> dict[str, Any]:

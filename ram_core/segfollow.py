@@ -12,6 +12,21 @@ Hungarian on ``1 - s_fused``. The Kalman term only counts once the track has had
 ``tau_kf`` reliable frames in a row (confidence gate); only reliable frames correct the
 Kalman state; the track memory is an EMA whose decay rises as the Kalman consistency falls,
 frozen when the segmenter says nobody is there.
+
+A segmenter may propose several candidates per prompt (SAM2 gives three per person): the
+Hungarian assignment over all of them both picks one person's mask among their candidates
+(SAMURAI's motion-aware selection) and decides who is who. De-duplication therefore only
+compares candidates of different prompts: one prompt's alternatives overlap by design.
+
+A ``MemorySegmenter`` (SAM2) answers a track's own prompt from that person's memory, so
+s_mask of such a candidate is the segmenter's own confidence (its quality); candidates of
+other prompts are scored, as for any segmenter, by quality times appearance similarity to
+the track. With alpha = 1 the track then takes its segmenter's best candidate: stock SAM2.
+SegFollow tells it which candidate each person got (``commit``: births as the prompt frame,
+hits with the EMA decay and the admission decision) and which tracks are gone (``forget``,
+also called on segmenters that have only that hook, such as the MediaPipe one).
+Detection prompts carry the detector's keypoints above ``prompt_keypoint_min_score`` that
+lie in the frame as positive point prompts.
 """
 
 from __future__ import annotations
@@ -24,7 +39,16 @@ from scipy.optimize import linear_sum_assignment
 
 from . import kalman
 from .boxes import box_area, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
-from .types import Detection, Frame, Observation, Prompt, Segmenter, TrackFrame
+from .detect_full import COCO_KEYPOINTS, PROMPT_KEYPOINTS
+from .types import (
+    Detection,
+    Frame,
+    MemorySegmenter,
+    Observation,
+    Prompt,
+    Segmenter,
+    TrackFrame,
+)
 
 _INFEASIBLE = 1e6
 
@@ -74,6 +98,9 @@ class SegFollowConfig:
     """No birth where a hidden track is predicted to be (it is that person coming back)."""
     prompt_detection_iou: float = 0.5
     """A detection this close to a track's predicted box adds no prompt of its own."""
+    prompt_keypoint_min_score: float = 0.88
+    """A detector keypoint becomes a point prompt above this score: the sigmoid of Keypoint
+    R-CNN's heatmap logit, so 0.88 is logit 2, below which Detectron hides keypoints."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -134,6 +161,8 @@ class SegFollow:
         self.tracks: dict[int, Track] = {}
         self.dropped_tentative: set[int] = set()
         self._next_id = 1
+        self._memory = segmenter if isinstance(segmenter, MemorySegmenter) else None
+        self._forget = getattr(segmenter, "forget", None)
 
     def is_confirmed(self, track_id: int) -> bool:
         track = self.tracks.get(track_id)
@@ -152,8 +181,9 @@ class SegFollow:
             predicted = np.array([t.predicted_box for t in track_list]).reshape(-1, 4)
             det_boxes = np.array([d.box_xyxy for d in detections])
             overlap = iou_matrix(det_boxes, predicted).max(axis=1, initial=0.0)
+            height, width = frame.rgb.shape[:2]
             prompts += [
-                Prompt(box_xyxy=np.asarray(d.box_xyxy, dtype=np.float64))
+                self._detection_prompt(d, width, height)
                 for d, o in zip(detections, overlap, strict=True)
                 if o < cfg.prompt_detection_iou
             ]
@@ -204,14 +234,47 @@ class SegFollow:
             and box[3] - box[1] >= min_h
         )
 
+    def _detection_prompt(self, detection: Detection, width: int, height: int) -> Prompt:
+        """The detection's box, with its confident in-frame keypoints as positive clicks.
+
+        COCO keypoints (17) are narrowed to shoulders, hips and knees (see
+        ``detect_full.keypoint_prompts`` for why); other keypoint sets are used whole.
+        """
+        box = np.asarray(detection.box_xyxy, dtype=np.float64)
+        if detection.keypoints is None:
+            return Prompt(box_xyxy=box)
+        keypoints = np.asarray(detection.keypoints, dtype=np.float64).reshape(-1, 3)
+        if len(keypoints) == len(COCO_KEYPOINTS):
+            keypoints = keypoints[list(PROMPT_KEYPOINTS)]
+        x, y, score = keypoints.T
+        keep = (
+            (score > self.config.prompt_keypoint_min_score)
+            & (x >= 0)
+            & (x < width)
+            & (y >= 0)
+            & (y < height)
+        )
+        if not keep.any():
+            return Prompt(box_xyxy=box)
+        return Prompt(
+            box_xyxy=box,
+            points_xy=keypoints[keep, :2].copy(),
+            point_labels=np.ones(int(keep.sum()), dtype=np.int32),
+        )
+
     def _deduplicate(self, candidates: list[_Candidate]) -> list[_Candidate]:
-        """One candidate per person: of masks that cover the same pixels keep the best."""
+        """One person per mask: of masks from different prompts that cover the same pixels
+        keep the best. A prompt's own alternatives (SAM2's candidates) all stay: they
+        overlap by design, and choosing among them is the assignment's job."""
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].observation.quality)
         kept: list[_Candidate] = []
         for i in order:
-            obs = candidates[i].observation
-            if not any(self._same_person(obs, k.observation) for k in kept):
-                kept.append(candidates[i])
+            cand = candidates[i]
+            if not any(
+                k.prompt is not cand.prompt and self._same_person(cand.observation, k.observation)
+                for k in kept
+            ):
+                kept.append(cand)
         return kept
 
     def _same_person(self, a: Observation, b: Observation) -> bool:
@@ -242,14 +305,18 @@ class SegFollow:
         cand_centres = xyxy_to_xyah(cand_boxes)[:, :2]
         for r, track in enumerate(tracks):
             s_kf[r] = iou_matrix(track.predicted_box, cand_boxes)[0]
+            own = np.array([cand.prompt_track_id == track.track_id for cand in candidates])
             for c, cand in enumerate(candidates):
+                if own[c] and self._memory is not None:
+                    # Already conditioned on this person's memory: its confidence says it all.
+                    s_mask[r, c] = cand.observation.quality
+                    continue
                 similarity = self.segmenter.appearance_similarity(
                     track.memory, cand.observation.appearance
                 )
                 s_mask[r, c] = similarity * cand.observation.quality
             gated = kalman.position_distance(track.mean, track.cov, cand_centres) <= cfg.gate_chi2
             # A candidate the track's own prompt produced is near it by construction.
-            own = np.array([cand.prompt_track_id == track.track_id for cand in candidates])
             feasible[r] = gated | (own & (s_kf[r] > 0))
             if track.reliable_streak >= cfg.tau_kf:
                 s_fused[r] = cfg.alpha * s_mask[r] + (1 - cfg.alpha) * s_kf[r]
@@ -312,7 +379,9 @@ class SegFollow:
                 )
         else:
             track.reliable_streak = 0
-        self._update_memory(track, obs, s_mask, s_kf)
+        lam, admitted = self._update_memory(track, obs, s_mask, s_kf)
+        if self._memory is not None:
+            self._memory.commit(frame_index, track.track_id, obs, lam, admitted)
 
         track.hits += 1
         track.frames_since_seen = 0
@@ -334,19 +403,23 @@ class SegFollow:
             observation=obs,
         )
 
-    def _update_memory(self, track: Track, obs: Observation, s_mask: float, s_kf: float) -> None:
-        """EMA memory: M = lam * M + (1 - lam) * m, lam rising as Kalman consistency falls."""
+    def _update_memory(
+        self, track: Track, obs: Observation, s_mask: float, s_kf: float
+    ) -> tuple[float, bool]:
+        """EMA memory: M = lam * M + (1 - lam) * m, lam rising as Kalman consistency falls.
+
+        Returns (lam, admitted); a frame not admitted (or with nobody there, object score
+        <= 0) leaves the memory as it was (lam = 1 in effect).
+        """
         cfg = self.config
-        if obs.object_score <= 0:
-            return  # nobody there: freeze (lam = 1)
-        admitted = s_mask > cfg.memory_admit_mask and s_kf > 0
-        if not admitted:
-            return
         consistency = float(np.clip(s_kf, 0.0, 1.0))
         lam = cfg.ema_lambda_max - (cfg.ema_lambda_max - cfg.ema_lambda_min) * consistency
-        track.memory = lam * track.memory + (1.0 - lam) * np.asarray(
-            obs.appearance, dtype=track.memory.dtype
-        )
+        admitted = obs.object_score > 0 and s_mask > cfg.memory_admit_mask and s_kf > 0
+        if admitted:
+            track.memory = lam * track.memory + (1.0 - lam) * np.asarray(
+                obs.appearance, dtype=track.memory.dtype
+            )
+        return lam, admitted
 
     def _miss(self, track: Track, frame_index: int) -> TrackFrame:
         track.frames_since_seen += 1
@@ -374,9 +447,14 @@ class SegFollow:
             if not track.confirmed:
                 if track.tentative_misses > self.config.tentative_max_misses:
                     self.dropped_tentative.add(track_id)
-                    del self.tracks[track_id]
+                    self._end(track_id)
             elif track.frames_since_seen > self.config.max_age:
-                del self.tracks[track_id]
+                self._end(track_id)
+
+    def _end(self, track_id: int) -> None:
+        del self.tracks[track_id]
+        if self._forget is not None:
+            self._forget(track_id)
 
     def _births(
         self,
@@ -411,6 +489,8 @@ class SegFollow:
             # The detector saw the whole person where the mask may show only the visible
             # part: the motion model starts from the union of both boxes.
             track = self._new_track(obs, _union_box(obs.box_xyxy, cand.prompt.box_xyxy))
+            if self._memory is not None:
+                self._memory.commit(frame_index, track.track_id, obs, None, True)
             occupied = obs.mask.copy() if occupied is None else occupied | obs.mask
             born.append(
                 TrackFrame(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -110,6 +110,8 @@ class Observation:
     appearance: (D,) float32 descriptor the track memory is made of (lite: colour
         statistics of the masked pixels).
     landmarks: lite backend only, the pose found in the same pass (saves a second run).
+    state: the segmenter's private handle on this candidate, which a ``MemorySegmenter``
+        needs to ``commit`` it (SAM2: which candidate of its latest call); opaque to others.
     """
 
     mask: np.ndarray
@@ -118,6 +120,7 @@ class Observation:
     object_score: float
     appearance: np.ndarray
     landmarks: PoseLandmarks | None = None
+    state: object | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,36 @@ class Segmenter(Protocol):
 
     def appearance_similarity(self, memory: np.ndarray, appearance: np.ndarray) -> float:
         """Similarity in [0, 1] of a track's memory descriptor and a candidate's."""
+        ...
+
+
+@runtime_checkable
+class MemorySegmenter(Segmenter, Protocol):
+    """A segmenter that answers a track's prompt from that person's own memory (SAM2).
+
+    Its candidates for a track's own prompt are already conditioned on that person, so
+    SegFollow scores them by the segmenter's confidence alone, and tells it afterwards
+    which candidate became the person's memory.
+    """
+
+    def commit(
+        self,
+        frame_index: int,
+        track_id: int,
+        observation: Observation,
+        lam: float | None,
+        admitted: bool,
+    ) -> None:
+        """The candidate SegFollow chose for this person in this frame.
+
+        lam None: a new person's prompt frame (the memory is conditioned on it). Otherwise
+        a tracked frame: lam is the EMA decay in [0, 1] from the Kalman consistency and
+        admitted says whether the frame passed the memory admission rule.
+        """
+        ...
+
+    def forget(self, track_id: int) -> None:
+        """The track ended or was dropped: free its memory."""
         ...
 
 

@@ -9,7 +9,7 @@ from scripted_world import (
 )
 
 from ram_core.segfollow import SegFollow, SegFollowConfig
-from ram_core.types import Frame, Observation
+from ram_core.types import Detection, Frame, Observation
 
 RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)
 
@@ -192,3 +192,124 @@ def test_config_rejects_nonsense():
         SegFollowConfig(ema_lambda_min=0.9, ema_lambda_max=0.5)
     with pytest.raises(ValueError):
         SegFollowConfig(n_init=0)
+
+
+# ---------------------------------------------------------------- memory segmenters (SAM2)
+
+
+class _CandidatesSegmenter:
+    """A SAM2-like MemorySegmenter: the test sets each prompt kind's candidates; it records
+    what SegFollow commits and forgets."""
+
+    def __init__(self):
+        self.tracked: list[Observation] = []  # candidates for every track's own prompt
+        self.detected: list[Observation] = []  # candidates for every detection prompt
+        self.prompts: list[list] = []
+        self.commits: list[tuple] = []
+        self.forgotten: list[int] = []
+
+    def segment(self, frame, prompts):
+        self.prompts.append(list(prompts))
+        return [list(self.tracked if p.track_id is not None else self.detected) for p in prompts]
+
+    def appearance_similarity(self, memory, appearance):
+        return float(1.0 / (1.0 + np.abs(memory - appearance).sum()))
+
+    def commit(self, frame_index, track_id, observation, lam, admitted):
+        self.commits.append((frame_index, track_id, observation, lam, admitted))
+
+    def forget(self, track_id):
+        self.forgotten.append(track_id)
+
+
+def _birth(tracker, seg):
+    seg.detected = [_obs(100.0)]
+    frame = Frame(0, np.zeros((360, 640, 3), np.uint8))
+    tracker.step(frame, [Detection(_obs(100.0).box_xyxy, 0.9)])
+
+
+def _walk(tracker, seg, frames, speed=4.0):
+    """One person walking right at ``speed`` px/frame, one clear candidate a frame."""
+    for i in frames:
+        seg.tracked = [_obs(100.0 + speed * i)]
+        (tf,) = tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    return tf
+
+
+def _choose_under_motion_prior(alpha: float) -> tuple[Observation, Observation, list]:
+    seg = _CandidatesSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(alpha=alpha, tau_kf=5))
+    _birth(tracker, seg)
+    _walk(tracker, seg, range(1, 12))
+    (track,) = tracker.tracks.values()
+    assert track.reliable_streak >= tracker.config.tau_kf  # the Kalman term is on
+    predicted_x = float(track.predicted_box[0]) + 4.0  # where the walk takes it next
+    # SAM2's three candidates: the best by its own confidence stopped 12 px short, a close
+    # second is where the motion model expects the person, a third is a part of them. The
+    # first two share 76% of their pixels: de-duplication must not merge one prompt's
+    # alternatives, or the second would never reach the assignment.
+    stopped = _obs(predicted_x - 12.0, quality=0.80)
+    walking = _obs(predicted_x, quality=0.76)
+    part = _obs(predicted_x, quality=0.40)
+    seg.tracked = [stopped, walking, part]
+    (tf,) = tracker.step(Frame(12, np.zeros((360, 640, 3), np.uint8)))
+    return tf.observation, walking, seg.commits
+
+
+def test_motion_prior_picks_among_one_persons_candidates():
+    chosen, walking, commits = _choose_under_motion_prior(alpha=0.75)
+    assert chosen is walking
+    assert commits[-1][:3] == (12, 1, walking)  # the segmenter's memory gets that one too
+
+    chosen, walking, _ = _choose_under_motion_prior(alpha=1.0)
+    assert chosen is not walking and chosen.quality == 0.80  # SAM2's own pick
+
+
+def test_memory_segmenter_hears_births_hits_and_ends():
+    seg = _CandidatesSegmenter()
+    cfg = SegFollowConfig(max_age=3, min_match_score=0.0)
+    tracker = SegFollow(seg, cfg)
+    _birth(tracker, seg)
+    frame_index, track_id, obs, lam, admitted = seg.commits[0]
+    assert (frame_index, track_id, lam, admitted) == (0, 1, None, True)  # the prompt frame
+    assert obs is seg.detected[0]
+
+    # Looks unlike the memory (similarity 0.5), but it answers the track's own prompt.
+    seg.tracked = [_obs(100.0, appearance=(0.5, 0.5))]
+    (tf,) = tracker.step(Frame(1, np.zeros((1, 1, 3), np.uint8)))
+    _, _, _, lam, admitted = seg.commits[-1]
+    span = cfg.ema_lambda_max - cfg.ema_lambda_min
+    assert lam == pytest.approx(cfg.ema_lambda_max - span * tf.s_kf)
+    assert admitted
+    # A memory segmenter's own candidate is scored by its confidence alone.
+    assert tf.s_mask == pytest.approx(0.9)
+
+    seg.tracked = [_obs(100.0, object_score=-1.0)]  # nobody there: not admitted
+    tracker.step(Frame(2, np.zeros((1, 1, 3), np.uint8)))
+    assert seg.commits[-1][4] is False
+
+    seg.tracked = []  # the person is gone: the track ends after max_age and is forgotten
+    for i in range(3, 3 + cfg.max_age + 2):
+        tracker.step(Frame(i, np.zeros((1, 1, 3), np.uint8)))
+    assert seg.forgotten == [1]
+    assert not tracker.tracks
+
+
+def test_detection_keypoints_become_point_prompts():
+    seg = _CandidatesSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(prompt_keypoint_min_score=0.5))
+    keypoints = np.array(
+        [[110.0, 120.0, 0.9], [120.0, 200.0, 0.6], [130.0, 150.0, 0.2], [700.0, 150.0, 0.9]]
+    )
+    seg.detected = [_obs(100.0)]
+    box = _obs(100.0).box_xyxy
+    tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(box, 0.9, keypoints)])
+    (prompt,) = seg.prompts[-1]
+    # unsure (0.2) and out-of-frame (x = 700 > 640) keypoints are left out
+    np.testing.assert_array_equal(prompt.points_xy, [[110.0, 120.0], [120.0, 200.0]])
+    np.testing.assert_array_equal(prompt.point_labels, [1, 1])
+    assert prompt.track_id is None
+
+    seg2 = _CandidatesSegmenter()
+    SegFollow(seg2).step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(box, 0.9)])
+    assert seg2.prompts[-1][0].points_xy is None

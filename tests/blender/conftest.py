@@ -125,8 +125,19 @@ def plausible_track_rows(rng, track_id: int, frames: np.ndarray) -> dict[str, np
 CAMERA = {"fx": 700.0, "fy": 700.0, "cx": 331.0, "cy": 171.5, "width": 640, "height": 360}
 
 
-def write_result(path: Path, track_frames: dict[int, range], fps: float = 24.0, seed: int = 0):
-    """A result folder written by ram_core's own writer; returns its path."""
+def write_result(
+    path: Path,
+    track_frames: dict[int, range],
+    fps: float = 24.0,
+    seed: int = 0,
+    betas: dict[int, np.ndarray] | None = None,
+    backend: str | None = None,
+):
+    """A result folder written by ram_core's own writer; returns its path.
+
+    ``betas``: a shape (10,) per track id, the same on every frame (zeros otherwise);
+    ``backend``: the manifest's backend name (none recorded otherwise).
+    """
     from ram_core.result import ResultWriter
 
     rng = np.random.default_rng(seed)
@@ -134,6 +145,11 @@ def write_result(path: Path, track_frames: dict[int, range], fps: float = 24.0, 
         plausible_track_rows(rng, track_id, np.asarray(frames))
         for track_id, frames in sorted(track_frames.items())
     ]
+    for part in parts:
+        track_id = int(part["track_id"][0])
+        if betas and track_id in betas:
+            shape = np.asarray(betas[track_id], dtype=part["betas"].dtype)
+            part["betas"] = np.tile(shape, (len(part["betas"]), 1))
     tracks = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     last = max(max(frames) for frames in track_frames.values())
     manifest = {
@@ -148,6 +164,8 @@ def write_result(path: Path, track_frames: dict[int, range], fps: float = 24.0, 
         },
         "camera": dict(CAMERA),
     }
+    if backend is not None:
+        manifest["backend"] = {"name": backend, "reason": "written by a test"}
     with ResultWriter(path) as writer:
         writer.finish(manifest, tracks)
     return path

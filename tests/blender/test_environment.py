@@ -212,3 +212,34 @@ def test_operator_refuses_without_online_access(ext):
     plan = operators_environment.make_install_plan(source=str(REPO))
     assert plan.env_dir == env_dir and plan.steps[0].command[0] == sys.executable
     assert bpy.ops.ram.install_pipeline.idname() == "RAM_OT_install_pipeline"
+
+
+def test_install_ticks_like_the_modal_operator_and_escape_removes_the_folder(ext, tmp_path):
+    from types import SimpleNamespace
+
+    environment = submodule("environment")
+    operators_environment = submodule("operators_environment")
+    env_dir = tmp_path / "env"
+    python = str(environment.venv_python(env_dir))
+    steps = (
+        _venv_step(environment, env_dir),
+        environment.InstallStep(
+            "Waiting", (python, "-c", "import time; print('sleeping', flush=True); time.sleep(60)")
+        ),
+    )
+    install = environment.start_install(environment.InstallPlan(env_dir, steps))
+    modal_job = operators_environment.install_modal_job(install)
+    modal_job.begin(bpy.context)
+    assert bpy.ops.ram.install_pipeline.poll() is False
+    timer = SimpleNamespace(type="TIMER", value="NOTHING")
+    deadline = time.monotonic() + 30
+    while install.last_line != "sleeping" and time.monotonic() < deadline:
+        assert modal_job.tick(bpy.context, timer).status == "RUNNING_MODAL"
+        time.sleep(0.02)
+    assert modal_job.status_line() == "RAM install: step 2 of 2, Waiting: sleeping"
+    result = modal_job.tick(bpy.context, SimpleNamespace(type="ESC", value="PRESS"))
+    assert result.status == "CANCELLED"
+    assert result.reports == (("WARNING", "The pipeline install was cancelled."),)
+    assert not env_dir.exists()
+    assert operators_environment.RUNNING_INSTALL.current is None
+    assert operators_environment.RUNNING_INSTALL.last_message == result.reports[0][1]

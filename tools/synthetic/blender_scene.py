@@ -6,8 +6,11 @@ Runs in the bpy environment (`.venv-blender`), never beside torch:
 
 RENDER.json holds `poses_npz` (written by walk_poses.py), `camera` (PinholeCamera fields),
 `frames` (indices to render), `out_dir` (PNG per frame, `frame_%04d.png`), `samples`,
-`threads`, `seed`. Also prints the largest gap between Blender's own projection of the
-joints and ours, so a camera mismatch cannot go unnoticed.
+`threads`, `seed`, `K`, `R`, `t`. Optional: `camera_path`, one entry per frame of the poses
+(`location_m`, `pitch_deg`, `yaw_deg`, `R`, `t`) for a moving camera, and `occluders`, boxes
+standing in the set (`name`, `center_m`, `size_m`, `rgb`). Also prints the largest gap
+between Blender's own projection of the joints and ours, so a camera mismatch cannot go
+unnoticed.
 """
 
 import json
@@ -97,6 +100,16 @@ def build_set(seed: int) -> None:
     background.inputs["Strength"].default_value = 0.9
 
 
+def add_occluders(occluders: list[dict]) -> None:
+    """Boxes (pillars, screens) that may hide people; the ground truth knows them too."""
+    for occluder in occluders:
+        rgb = np.asarray(occluder["rgb"], dtype=np.float64)
+        material = _noise_material(
+            occluder["name"], tuple(rgb * 0.85), tuple(np.minimum(rgb * 1.15, 1.0)), 6.0, 0.7
+        )
+        _box(occluder["name"], occluder["center_m"], occluder["size_m"], material)
+
+
 def add_person(index: int, vertices: np.ndarray, faces: np.ndarray, rgb: np.ndarray):
     """One mesh per person with per-vertex clothing colours; returns the object."""
     mesh = bpy.data.meshes.new(f"Person_{index:03d}")
@@ -159,6 +172,13 @@ def configure_render(spec: dict, samples: int, threads: int, seed: int) -> None:
     scene.view_settings.look = "None"
 
 
+def place_camera(cam, pose: dict) -> None:
+    """Moves the camera to one frame's pose of a camera path."""
+    cam.location = pose["location_m"]
+    pitch, yaw = math.radians(pose["pitch_deg"]), math.radians(pose["yaw_deg"])
+    cam.rotation_euler = (math.pi / 2.0 - pitch, 0.0, yaw)
+
+
 def max_projection_gap_px(cam, joints_world: np.ndarray, K: np.ndarray, R, t, spec) -> float:
     """Largest pixel gap between Blender's camera projection and the K, R, t one."""
     scene = bpy.context.scene
@@ -183,14 +203,28 @@ def main(argv: list[str]) -> int:
     spec = job["camera"]
     seed = int(job["seed"])
     build_set(seed)
+    add_occluders(job.get("occluders", []))
     people = [add_person(p, vertices[0, p], faces, rgb[p]) for p in range(vertices.shape[1])]
     cam = add_camera(spec)
     configure_render(spec, int(job["samples"]), int(job["threads"]), seed)
-    K, R, t = (np.asarray(job[key], dtype=np.float64) for key in ("K", "R", "t"))
-    gap = max_projection_gap_px(cam, poses["joints_world"][0], K, R, t, spec)
+    K = np.asarray(job["K"], dtype=np.float64)
+    camera_path = job.get("camera_path")
+    if camera_path is None:
+        R, t = (np.asarray(job[key], dtype=np.float64) for key in ("R", "t"))
+        gap = max_projection_gap_px(cam, poses["joints_world"][0], K, R, t, spec)
+    else:
+        gaps = []
+        for frame in job["frames"]:
+            pose = camera_path[frame]
+            place_camera(cam, pose)
+            R, t = (np.asarray(pose[key], dtype=np.float64) for key in ("R", "t"))
+            gaps.append(max_projection_gap_px(cam, poses["joints_world"][frame], K, R, t, spec))
+        gap = max(gaps)
     print(json.dumps({"event": "camera_check", "max_gap_px": gap}), flush=True)
     os.makedirs(job["out_dir"], exist_ok=True)
     for frame in job["frames"]:
+        if camera_path is not None:
+            place_camera(cam, camera_path[frame])
         for p, obj in enumerate(people):
             obj.data.vertices.foreach_set("co", vertices[frame, p].astype(np.float32).ravel())
             obj.data.update()

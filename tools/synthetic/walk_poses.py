@@ -7,6 +7,9 @@ Runs in the torch environment (`.venv-tools`), never beside bpy:
 SCENE.json holds `fps`, `frame_count` and `people`: a list of
 `{"phenotype": {...}, "start_xy": [x, y], "heading_deg": h, "speed_mps": v,
 "stride_m": L, "phase0": φ, "palette": {...}}`. Heading 0° walks along +X, 90° along +Y.
+Instead of `start_xy` and `heading_deg` a person may give `"waypoints": [[x, y], ...]` (with
+`"turn_m"`, the length of path over which the body turns at a corner), and `"gait": "run"`
+for a running cycle (default "walk").
 OUT.npz holds `vertices_world` (T, P, V, 3), `joints_world` (T, P, 24, 3), `faces` (F, 3),
 `vertex_rgb` (P, V, 3) in [0, 1].
 """
@@ -17,6 +20,7 @@ import sys
 
 import numpy as np
 import torch
+from paths import polyline_path, straight_path, yaw_rotations
 
 # SMPL-24 joint order, each joint taken at the head of one Anny bone.
 SMPL24_FROM_ANNY_BONE = (
@@ -114,6 +118,85 @@ def walk_pose_parameters(phase_rad: np.ndarray, speed_mps: float) -> dict[str, t
     }
 
 
+def _rotation_about(axis: np.ndarray, angle_rad: torch.Tensor) -> torch.Tensor:
+    """Unit axis (3,) and (T,) angles -> (T, 4, 4) homogeneous rotations (Rodrigues)."""
+    a = torch.as_tensor(axis, dtype=torch.float64)
+    cross = torch.tensor(
+        [[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]], dtype=torch.float64
+    )
+    s, c = torch.sin(angle_rad)[:, None, None], torch.cos(angle_rad)[:, None, None]
+    m = torch.eye(4, dtype=torch.float64).repeat(angle_rad.shape[0], 1, 1)
+    m[:, :3, :3] = torch.eye(3, dtype=torch.float64) + s * cross + (1.0 - c) * (cross @ cross)
+    return m
+
+
+def elbow_axes(model, phenotype: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Side ("L"/"R") -> unit axis (3,) about which a positive angle bends that elbow further.
+
+    The hinge is normal to the rest upper arm and forearm, so it follows each phenotype's
+    proportions instead of assuming Anny's rest arm directions.
+    """
+    one = {k: v[:1] for k, v in phenotype.items()}
+    with torch.no_grad():
+        rest = model(
+            pose_parameters={"root": torch.eye(4, dtype=torch.float64)[None]},
+            phenotype_kwargs=one,
+            pose_parameterization="local-ref",
+        )["rest_bone_heads"][0].numpy()
+    labels = list(model.bone_labels)
+    axes = {}
+    for side in ("L", "R"):
+        shoulder, elbow, wrist = (
+            rest[labels.index(f"{bone}.{side}")] for bone in ("upperarm01", "lowerarm01", "wrist")
+        )
+        # Rotating the forearm about upper × fore turns it towards the shoulder.
+        hinge = np.cross(elbow - shoulder, wrist - elbow)
+        axes[side] = hinge / np.linalg.norm(hinge)
+    return axes
+
+
+def run_pose_parameters(
+    phase_rad: np.ndarray, elbow_axis: dict[str, np.ndarray]
+) -> dict[str, torch.Tensor]:
+    """Procedural running cycle ('local-ref'), one cycle per 2π: bone name -> (T, 4, 4).
+
+    Against the walk: a wider, forward-shifted hip swing, a knee folded far more in swing and
+    bent in stance, elbows bent near a right angle, a strong arm swing and the trunk leaning
+    forward.
+    """
+    phase = torch.as_tensor(phase_rad, dtype=torch.float64)
+    deg = math.pi / 180.0
+    hip_left = (12.0 + 38.0 * torch.sin(phase)) * deg
+    hip_right = (12.0 - 38.0 * torch.sin(phase)) * deg
+    swing_left = torch.clamp(torch.cos(phase + math.pi / 4), min=0.0) ** 2
+    swing_right = torch.clamp(torch.cos(phase + math.pi + math.pi / 4), min=0.0) ** 2
+    knee_left = (22.0 + 85.0 * swing_left) * deg
+    knee_right = (22.0 + 85.0 * swing_right) * deg
+    arm_swing = 32.0 * deg * torch.sin(phase)
+    lower_arm = torch.full_like(phase, 66.0 * deg)
+    elbow_bend = torch.full_like(phase, 45.0 * deg)
+    lean = torch.full_like(phase, 10.0 * deg)
+    twist = 8.0 * deg * torch.sin(phase)
+    return {
+        "upperleg01.L": _rotation_x(-hip_left),
+        "upperleg01.R": _rotation_x(-hip_right),
+        "lowerleg01.L": _rotation_x(knee_left),
+        "lowerleg01.R": _rotation_x(knee_right),
+        "foot.L": _rotation_x(-15.0 * deg * swing_left),
+        "foot.R": _rotation_x(-15.0 * deg * swing_right),
+        "upperarm01.L": _rotation_x(arm_swing) @ _rotation_y(lower_arm),
+        "upperarm01.R": _rotation_x(-arm_swing) @ _rotation_y(-lower_arm),
+        "lowerarm01.L": _rotation_about(elbow_axis["L"], elbow_bend),
+        "lowerarm01.R": _rotation_about(elbow_axis["R"], elbow_bend),
+        # A rotation about +X tips the trunk forward (towards -Y); the neck gives half of it
+        # back so the runner looks ahead, not at the ground.
+        "spine03": _rotation_x(lean),
+        "neck01": _rotation_x(-0.5 * lean),
+        "spine02": _rotation_z(-twist),
+        "root": _rotation_z(twist * 0.6),
+    }
+
+
 def clothing_rgb(model, palette: dict[str, list[float]], rest_vertices: np.ndarray) -> np.ndarray:
     """Per-vertex colour (V, 3) from each vertex's dominant bone; hair on the top of the head."""
     labels = list(model.bone_labels)
@@ -153,11 +236,17 @@ def pose_person(model, person: dict, fps: float, frame_count: int):
     speed = float(person["speed_mps"])
     distance = speed * times
     phase = person.get("phase0", 0.0) + 2.0 * math.pi * distance / float(person["stride_m"])
-    params = walk_pose_parameters(phase, speed)
     phenotype = {
         k: torch.full((frame_count,), float(v), dtype=torch.float64)
         for k, v in person["phenotype"].items()
     }
+    gait = person.get("gait", "walk")
+    if gait == "walk":
+        params = walk_pose_parameters(phase, speed)
+    elif gait == "run":
+        params = run_pose_parameters(phase, elbow_axes(model, phenotype))
+    else:
+        raise ValueError(f"unknown gait {gait!r} (walk or run)")
     with torch.no_grad():
         out = model(
             pose_parameters=params, phenotype_kwargs=phenotype, pose_parameterization="local-ref"
@@ -167,20 +256,17 @@ def pose_person(model, person: dict, fps: float, frame_count: int):
     joint_index = [labels.index(name) for name in SMPL24_FROM_ANNY_BONE]
     joints = out["bone_poses"][:, joint_index, :3, 3].numpy()  # (T, 24, 3)
 
-    heading = math.radians(float(person["heading_deg"]))
-    direction = np.array([math.cos(heading), math.sin(heading)])
+    if "waypoints" in person:
+        ground_xy, yaw = polyline_path(person["waypoints"], distance, float(person["turn_m"]))
+    else:
+        ground_xy, yaw = straight_path(person["start_xy"], person["heading_deg"], distance)
     # Rotate the body's front (-Y) onto the walking direction.
-    yaw = math.atan2(direction[0], -direction[1])
-    rot = np.array(
-        [[math.cos(yaw), -math.sin(yaw), 0.0], [math.sin(yaw), math.cos(yaw), 0.0], [0.0, 0.0, 1.0]]
-    )
-    start_xy = np.asarray(person["start_xy"], dtype=np.float64)
-    ground_xy = start_xy[None] + distance[:, None] * direction
+    rot_t = yaw_rotations(yaw).transpose(0, 2, 1)  # (T, 3, 3), transposed for row vectors
     # Feet on the ground each frame: the lowest vertex touches z = 0.
     lift = -vertices[:, :, 2].min(axis=1)
     offset = np.concatenate([ground_xy, lift[:, None]], axis=1)  # (T, 3)
-    vertices_world = vertices @ rot.T + offset[:, None, :]
-    joints_world = joints @ rot.T + offset[:, None, :]
+    vertices_world = vertices @ rot_t + offset[:, None, :]
+    joints_world = joints @ rot_t + offset[:, None, :]
     rest = out["rest_vertices"][0].numpy()
     rgb = clothing_rgb(model, person["palette"], rest)
     return vertices_world, joints_world, rgb
