@@ -148,6 +148,38 @@ def start_modal(operator, context, modal_job: ModalJob, interval_s: float) -> se
     return {RUNNING_MODAL}
 
 
+class ModalJobOperator:
+    """Mixin for an operator that runs one ``ModalJob``: ``execute`` runs it to the end
+    (scripts, background mode), ``invoke`` + ``modal`` tick it from a timer (the UI).
+
+    The operator supplies ``start_job(context) -> ModalJob | None`` (None after it reported
+    why nothing started) and may set ``modal_interval_s``.
+    """
+
+    modal_interval_s = 0.2
+    _timer = None
+    _modal_job = None
+
+    def start_job(self, context) -> ModalJob | None:
+        raise NotImplementedError
+
+    def execute(self, context):
+        """Blocking run, for scripts and background mode."""
+        modal_job = self.start_job(context)
+        if modal_job is None:
+            return {"CANCELLED"}
+        return apply_tick(self, context, modal_job.run_to_end(context))
+
+    def invoke(self, context, event):
+        self._modal_job = self.start_job(context)
+        if self._modal_job is None:
+            return {"CANCELLED"}
+        return start_modal(self, context, self._modal_job, interval_s=self.modal_interval_s)
+
+    def modal(self, context, event):
+        return apply_tick(self, context, self._modal_job.tick(context, event))
+
+
 def redraw_all(context) -> None:
     """Redraw every area, so panels and preferences show the progress."""
     window_manager = context.window_manager

@@ -9,7 +9,7 @@ import bpy
 from ram_core.errors import RamError
 
 from .importer import import_result
-from .modal import apply_tick, start_modal
+from .modal import ModalJobOperator
 from .video_import import (
     RUNNING_IMPORT,
     VideoImportError,
@@ -61,26 +61,24 @@ class RAM_OT_import_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RAM_OT_import_video(bpy.types.Operator):
+class RAM_OT_import_video(ModalJobOperator, bpy.types.Operator):
     """Recover every person's motion from a video and import it (runs the RAM pipeline)"""
 
     bl_idname = "ram.import_video"
     bl_label = "Import Motion from Video"
     bl_options = {"REGISTER", "UNDO"}
+    modal_interval_s = 0.1
 
     filepath: bpy.props.StringProperty(name="Video", subtype="FILE_PATH")
     smpl_model: bpy.props.StringProperty(
         name="SMPL Model", description=_SMPL_MODEL_DESCRIPTION, subtype="FILE_PATH"
     )
 
-    _timer = None
-    _modal_job = None
-
     @classmethod
     def poll(cls, context):
         return not RUNNING_IMPORT.busy
 
-    def _start(self, context):
+    def start_job(self, context):
         """The started job's ModalJob, or None after reporting why it cannot start."""
         video = self.filepath or context.scene.ram.video_filepath
         try:
@@ -89,22 +87,6 @@ class RAM_OT_import_video(bpy.types.Operator):
         except VideoImportError as exc:
             self.report({"ERROR"}, str(exc))
             return None
-
-    def execute(self, context):
-        """Blocking run, for scripts and background mode."""
-        modal_job = self._start(context)
-        if modal_job is None:
-            return {"CANCELLED"}
-        return apply_tick(self, context, modal_job.run_to_end(context))
-
-    def invoke(self, context, event):
-        self._modal_job = self._start(context)
-        if self._modal_job is None:
-            return {"CANCELLED"}
-        return start_modal(self, context, self._modal_job, interval_s=0.1)
-
-    def modal(self, context, event):
-        return apply_tick(self, context, self._modal_job.tick(context, event))
 
 
 class RAM_OT_cancel_import(bpy.types.Operator):

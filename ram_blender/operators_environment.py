@@ -21,7 +21,7 @@ from .environment import (
     start_install,
     status_line,
 )
-from .modal import JobSlot, ModalJob, TickResult, apply_tick, start_modal
+from .modal import JobSlot, ModalJob, ModalJobOperator, TickResult
 from .preferences import extension_env_folder, preferences
 
 # build_addon.py puts the ram_core wheel here, beside this module.
@@ -74,12 +74,13 @@ def install_modal_job(install: EnvironmentInstall) -> ModalJob:
     return ModalJob(install, RUNNING_INSTALL, status_line, finish_install_job, CANCELLED_REPORT)
 
 
-class RAM_OT_install_pipeline(bpy.types.Operator):
+class RAM_OT_install_pipeline(ModalJobOperator, bpy.types.Operator):
     """Create a virtual environment for the RAM pipeline and install it (downloads from PyPI)"""
 
     bl_idname = "ram.install_pipeline"
     bl_label = "Install Pipeline Environment"
     bl_options = {"INTERNAL"}
+    modal_interval_s = 0.2
 
     base_python: bpy.props.StringProperty(
         name="Base Python",
@@ -92,14 +93,11 @@ class RAM_OT_install_pipeline(bpy.types.Operator):
         subtype="FILE_PATH",
     )
 
-    _timer = None
-    _modal_job = None
-
     @classmethod
     def poll(cls, context):
         return not RUNNING_INSTALL.busy
 
-    def _start(self) -> ModalJob | None:
+    def start_job(self, context) -> ModalJob | None:
         refusal = online_install_refusal()
         if refusal:
             self.report({"ERROR"}, refusal)
@@ -110,22 +108,6 @@ class RAM_OT_install_pipeline(bpy.types.Operator):
         except (InstallPlanError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return None
-
-    def execute(self, context):
-        """Blocking run, for scripts and background mode."""
-        modal_job = self._start()
-        if modal_job is None:
-            return {"CANCELLED"}
-        return apply_tick(self, context, modal_job.run_to_end(context))
-
-    def invoke(self, context, event):
-        self._modal_job = self._start()
-        if self._modal_job is None:
-            return {"CANCELLED"}
-        return start_modal(self, context, self._modal_job, interval_s=0.2)
-
-    def modal(self, context, event):
-        return apply_tick(self, context, self._modal_job.tick(context, event))
 
 
 class RAM_OT_cancel_install(bpy.types.Operator):

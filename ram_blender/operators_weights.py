@@ -10,7 +10,7 @@ models are present, from ``weights list`` read once per (Python, folder) and ref
 import bpy
 
 from .jobs import EventJob
-from .modal import JobSlot, ModalJob, TickResult, apply_tick, start_modal
+from .modal import JobSlot, ModalJob, ModalJobOperator, TickResult
 from .preferences import preferences, resolve_pipeline_python
 from .weights import (
     DOWNLOAD_MESSAGES,
@@ -97,47 +97,29 @@ def finish_download_job(job: EventJob, listing: WeightsRequest) -> TickResult:
     return TickResult.cancelled((level, outcome.message))
 
 
-class RAM_OT_download_models(bpy.types.Operator):
+class RAM_OT_download_models(ModalJobOperator, bpy.types.Operator):
     """Download the full backend's model weights into the weights folder (needs the internet)"""
 
     bl_idname = "ram.download_models"
     bl_label = "Download Models"
     bl_options = {"INTERNAL"}
+    modal_interval_s = 0.2
 
     model: bpy.props.StringProperty(
         name="Model",
         description="One model to download (empty: what the full backend needs)",
     )
 
-    _timer = None
-    _modal_job = None
-
     @classmethod
     def poll(cls, context):
         return not RUNNING_DOWNLOAD.busy
 
-    def _start(self, context) -> ModalJob | None:
+    def start_job(self, context) -> ModalJob | None:
         try:
             return start_model_download(context, (self.model,) if self.model else ())
         except ModelDownloadError as exc:
             self.report({"ERROR"}, str(exc))
             return None
-
-    def execute(self, context):
-        """Blocking run, for scripts and background mode."""
-        modal_job = self._start(context)
-        if modal_job is None:
-            return {"CANCELLED"}
-        return apply_tick(self, context, modal_job.run_to_end(context))
-
-    def invoke(self, context, event):
-        self._modal_job = self._start(context)
-        if self._modal_job is None:
-            return {"CANCELLED"}
-        return start_modal(self, context, self._modal_job, interval_s=0.2)
-
-    def modal(self, context, event):
-        return apply_tick(self, context, self._modal_job.tick(context, event))
 
 
 class RAM_OT_cancel_download(bpy.types.Operator):
