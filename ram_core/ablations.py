@@ -70,7 +70,7 @@ from .bench_scenes import BenchScene, SceneGroundTruth
 from .boxes import clip_box, iou_matrix
 from .config import PipelineConfig, RunConfig
 from .errors import BadInputError
-from .fusion import track_slices
+from .fusion import track_reconstruction, track_slices
 from .iou_tracker import IouTracker, IouTrackerConfig
 from .metrics import SMPL24_ROOT, MotMetrics, TrackedBoxes, evaluate_mot, mpjpe, pa_mpjpe
 from .pipeline import (
@@ -146,12 +146,7 @@ def reconstruction_only_fusion(
     del config
     out = {k: np.array(v, copy=True) for k, v in table.items()}
     for rows in track_slices(out["track_id"]):
-        recon_pose = np.concatenate(
-            [out["recon_global_orient"][rows, None, :], out["recon_body_pose"][rows]], axis=1
-        ).astype(np.float64)
-        recon_transl = out["recon_transl"][rows].astype(np.float64)
-        recon_valid = out["recon_valid"][rows].astype(bool)
-        observed = recon_valid & ~out["occluded"][rows].astype(bool)
+        recon_pose, recon_transl, recon_valid, observed = track_reconstruction(out, rows)
         held_pose, held_transl = hold_last_pose(recon_pose, recon_transl, observed)
         for prefix, use_recon in (("", observed), ("recon_", recon_valid)):
             # recon_* where invalid take the held pose: the table has no holes (fuse_tracks).

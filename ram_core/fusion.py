@@ -23,6 +23,21 @@ def track_slices(track_id: np.ndarray) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
+def track_reconstruction(
+    table: dict[str, np.ndarray], rows: slice
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One track's reconstruction: pose (T, 24, 3) axis-angle, transl (T, 3), recon_valid
+    (T,), and observed (T,): a real reconstruction not marked occluded, the frames that may
+    feed a prediction."""
+    pose = np.concatenate(
+        [table["recon_global_orient"][rows, None, :], table["recon_body_pose"][rows]], axis=1
+    ).astype(np.float64)
+    transl = table["recon_transl"][rows].astype(np.float64)
+    valid = table["recon_valid"][rows].astype(bool)
+    observed = valid & ~table["occluded"][rows].astype(bool)
+    return pose, transl, valid, observed
+
+
 def fuse_tracks(
     tracks: dict[str, np.ndarray],
     predictor_config: PredictorConfig | None = None,
@@ -38,13 +53,8 @@ def fuse_tracks(
     combiner_config = combiner_config or CombinerConfig()
     out = {k: np.array(v, copy=True) for k, v in tracks.items()}
     for rows in track_slices(out["track_id"]):
-        recon_pose = np.concatenate(
-            [out["recon_global_orient"][rows, None, :], out["recon_body_pose"][rows]], axis=1
-        ).astype(np.float64)
-        recon_transl = out["recon_transl"][rows].astype(np.float64)
-        recon_valid = out["recon_valid"][rows].astype(bool)
+        recon_pose, recon_transl, recon_valid, observed = track_reconstruction(out, rows)
         occluded = out["occluded"][rows].astype(bool)
-        observed = recon_valid & ~occluded
 
         gate = gate_from_reliability(
             out["reliability"][rows].astype(np.float64), occluded, recon_valid, combiner_config

@@ -41,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 
 from . import kalman
 from .boxes import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
-from .segfollow import SegFollowConfig
+from .segfollow import SegFollowConfig, coasting_frame
 from .types import Detection, Frame, Observation, Prompt, Segmenter, TrackFrame
 
 
@@ -204,16 +204,7 @@ class IouTracker:
             track.tentative_misses += 1
         # As in SegFollow: a hidden person keeps moving but does not keep changing size.
         track.mean[6:8] = 0.0
-        return TrackFrame(
-            track_id=track.track_id,
-            frame=frame_index,
-            box_xyxy=track.predicted_box,
-            s_mask=0.0,
-            s_kf=0.0,
-            s_fused=0.0,
-            reliability=0.0,
-            occluded=True,
-        )
+        return coasting_frame(track.track_id, frame_index, track.predicted_box)
 
     def _remove_ended(self) -> None:
         for track_id, track in list(self.tracks.items()):

@@ -429,16 +429,7 @@ class SegFollow:
         # A hidden person keeps moving but does not keep growing or shrinking: the size
         # velocity learnt while they disappeared behind someone would only shrink the box.
         track.mean[6:8] = 0.0
-        return TrackFrame(
-            track_id=track.track_id,
-            frame=frame_index,
-            box_xyxy=track.predicted_box,
-            s_mask=0.0,
-            s_kf=0.0,
-            s_fused=0.0,
-            reliability=0.0,
-            occluded=True,
-        )
+        return coasting_frame(track.track_id, frame_index, track.predicted_box)
 
     def _remove_ended(self) -> None:
         for track_id, track in list(self.tracks.items()):
@@ -520,6 +511,21 @@ class SegFollow:
         self.tracks[track.track_id] = track
         self._next_id += 1
         return track
+
+
+def coasting_frame(track_id: int, frame_index: int, predicted_box: np.ndarray) -> TrackFrame:
+    """What a tracker reports for a person it did not find: the motion model's box, no
+    scores, occluded (so the Predictor fills the pose)."""
+    return TrackFrame(
+        track_id=track_id,
+        frame=frame_index,
+        box_xyxy=predicted_box,
+        s_mask=0.0,
+        s_kf=0.0,
+        s_fused=0.0,
+        reliability=0.0,
+        occluded=True,
+    )
 
 
 def _union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:

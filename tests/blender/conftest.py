@@ -6,6 +6,7 @@ this environment) into a development repository and enabled as ``bl_ext.ram_dev.
 
 import importlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -72,6 +73,39 @@ def ext(extension):
     bpy.ops.wm.read_homefile(use_empty=True)
     assert EXTENSION_MODULE in bpy.context.preferences.addons
     return extension
+
+
+def scene_state():
+    """What an import may change: compare before and after to show it left the scene alone."""
+    scene = bpy.context.scene
+    return (
+        sorted(o.name for o in bpy.data.objects),
+        sorted(c.name for c in bpy.data.collections),
+        sorted(m.name for m in bpy.data.meshes),
+        sorted(a.name for a in bpy.data.actions),
+        (scene.frame_start, scene.frame_end, scene.render.fps, scene.camera),
+    )
+
+
+def fake_pipeline(folder: Path, body: str) -> str:
+    """An executable standing in for the pipeline's Python: it prints and exits as told."""
+    script = folder / "fake_python"
+    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def evaluated_world_vertices(obj) -> np.ndarray:
+    """World positions (V, 3) of a mesh's vertices after its modifiers (the Armature)."""
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        coords = np.empty(len(mesh.vertices) * 3)
+        mesh.vertices.foreach_get("co", coords)
+    finally:
+        evaluated.to_mesh_clear()
+    world = np.array(obj.matrix_world)
+    return coords.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
 
 
 def submodule(name: str):

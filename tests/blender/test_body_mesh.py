@@ -3,7 +3,7 @@
 import bpy
 import numpy as np
 import pytest
-from conftest import submodule, write_result
+from conftest import evaluated_world_vertices, submodule, write_result
 
 from ram_core.skeleton import JOINT_NAMES, REST_JOINTS_M
 
@@ -17,19 +17,6 @@ def result_path(tmp_path):
 
 def _bodies(armature) -> list:
     return [child for child in armature.children if child.type == "MESH"]
-
-
-def _evaluated_vertices(obj) -> np.ndarray:
-    """World positions (V, 3) of the body's vertices after its Armature modifier."""
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = evaluated.to_mesh()
-    try:
-        coords = np.empty(len(mesh.vertices) * 3)
-        mesh.vertices.foreach_get("co", coords)
-    finally:
-        evaluated.to_mesh_clear()
-    world = np.array(obj.matrix_world)
-    return coords.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
 
 
 def _mostly_weighted_to(joint_name: str) -> np.ndarray:
@@ -90,7 +77,7 @@ def test_body_follows_the_bones_at_posed_frames(ext, result_path):
     wrist_heads = []
     for frame_index in (3, 15):
         scene.frame_set(frame_index + results.FRAME_OFFSET)
-        vertices = _evaluated_vertices(body)
+        vertices = evaluated_world_vertices(body)
         for bone_name, indices in (("left_wrist", wrist_vertices), ("right_ankle", ankle_vertices)):
             pose_bone = armature.pose.bones[bone_name]
             head = np.array(armature.matrix_world @ pose_bone.head)

@@ -5,37 +5,16 @@ Modal operators do not run in the bpy module, so these tests call the tick logic
 event (``type``, ``value``).
 """
 
-import stat
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
 import pytest
-from conftest import DEMO_VIDEO, REPO, submodule, write_result
+from conftest import DEMO_VIDEO, REPO, fake_pipeline, scene_state, submodule, write_result
 
 TIMER = SimpleNamespace(type="TIMER", value="NOTHING")
 ESC = SimpleNamespace(type="ESC", value="PRESS")
 MOUSE = SimpleNamespace(type="MOUSEMOVE", value="NOTHING")
-
-
-def _scene_state():
-    scene = bpy.context.scene
-    return (
-        sorted(o.name for o in bpy.data.objects),
-        sorted(c.name for c in bpy.data.collections),
-        sorted(a.name for a in bpy.data.actions),
-        (scene.frame_start, scene.frame_end, scene.render.fps, scene.camera),
-    )
-
-
-def _fake_pipeline(folder: Path, body: str) -> str:
-    """An executable standing in for the pipeline's Python: it prints and exits as told."""
-    script = folder / "fake_python"
-    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
 
 
 def _emit(event: dict) -> str:
@@ -67,7 +46,7 @@ def _tick_until_ended(modal_job, timeout_s: float = 30.0):
 def test_ticks_show_progress_and_import_when_the_pipeline_succeeds(ext, tmp_path):
     video_import = submodule("video_import")
     result_path = write_result(tmp_path / "take.ram", {2: range(8), 7: range(2, 8)})
-    python = _fake_pipeline(
+    python = fake_pipeline(
         tmp_path,
         _emit({"event": "stage", "stage": "tracking", "total": 8})
         + _emit({"event": "progress", "stage": "tracking", "done": 4, "total": 8})
@@ -96,13 +75,13 @@ def test_ticks_show_progress_and_import_when_the_pipeline_succeeds(ext, tmp_path
 
 def test_escape_mid_run_ends_the_subprocess_and_changes_nothing(ext, tmp_path):
     video_import = submodule("video_import")
-    python = _fake_pipeline(
+    python = fake_pipeline(
         tmp_path,
         "for i in range(600):\n"
         "    " + _emit({"event": "progress", "stage": "tracking", "done": 1, "total": 600})
         + "    time.sleep(0.05)",
     )
-    before = _scene_state()
+    before = scene_state()
     modal_job = _start(python)
     deadline = time.monotonic() + 20
     while modal_job.job.stage != "tracking" and time.monotonic() < deadline:
@@ -114,19 +93,19 @@ def test_escape_mid_run_ends_the_subprocess_and_changes_nothing(ext, tmp_path):
     assert result.reports == (("WARNING", "RAM import cancelled; the scene is unchanged"),)
     assert modal_job.job.finished() and modal_job.job.outcome().cancelled
     assert video_import.RUNNING_IMPORT.current is None
-    assert _scene_state() == before
+    assert scene_state() == before
 
 
 def test_cancel_button_stops_the_job_at_the_next_tick(ext, tmp_path):
-    python = _fake_pipeline(tmp_path, "time.sleep(60)")
-    before = _scene_state()
+    python = fake_pipeline(tmp_path, "time.sleep(60)")
+    before = scene_state()
     modal_job = _start(python)
     assert bpy.ops.ram.cancel_import() == {"FINISHED"}
     result = modal_job.tick(bpy.context, TIMER)
     assert result.status == "CANCELLED" and len(result.reports) == 1
     assert modal_job.job.finished()
     assert bpy.ops.ram.cancel_import.poll() is False
-    assert _scene_state() == before
+    assert scene_state() == before
 
 
 @pytest.mark.parametrize(
@@ -138,23 +117,23 @@ def test_cancel_button_stops_the_job_at_the_next_tick(ext, tmp_path):
     ],
 )
 def test_each_error_exit_code_is_one_error_report(ext, tmp_path, exit_code, message, report):
-    python = _fake_pipeline(
+    python = fake_pipeline(
         tmp_path,
         _emit({"event": "stage", "stage": "tracking", "total": 4})
         + _emit({"event": "error", "message": message, "exit_code": exit_code})
         + f"print({'error: ' + message!r}, file=sys.stderr)\nsys.exit({exit_code})",
     )
-    before = _scene_state()
+    before = scene_state()
     result, _ = _tick_until_ended(_start(python))
     assert result.status == "CANCELLED"
     assert len(result.reports) == 1
     level, text = result.reports[0]
     assert level == "ERROR" and text.startswith(report)
-    assert _scene_state() == before
+    assert scene_state() == before
 
 
 def test_success_without_a_result_folder_is_one_error(ext, tmp_path):
-    python = _fake_pipeline(tmp_path, "sys.exit(0)")
+    python = fake_pipeline(tmp_path, "sys.exit(0)")
     result, _ = _tick_until_ended(_start(python))
     assert result.reports == (
         ("ERROR", "The pipeline finished without naming its result."),
@@ -172,11 +151,11 @@ def test_real_pipeline_on_a_bad_video_reports_bad_input(ext, tmp_path):
     request = video_import.make_run_request(bpy.context, str(bad_video), str(PIPELINE_PYTHON))
     modal_job = video_import.import_modal_job(video_import.start_video_import(request))
     modal_job.begin(bpy.context)
-    before = _scene_state()
+    before = scene_state()
     result, _ = _tick_until_ended(modal_job, timeout_s=60)
     assert modal_job.job.outcome().exit_code == 2
     assert len(result.reports) == 1
     level, text = result.reports[0]
     assert level == "ERROR" and text.startswith("The pipeline refused the input: ")
     assert "broken.mp4" in text
-    assert _scene_state() == before
+    assert scene_state() == before

@@ -9,7 +9,13 @@ import os
 import bpy
 import numpy as np
 import pytest
-from conftest import EXTENSION_MODULE, submodule, write_result
+from conftest import (
+    EXTENSION_MODULE,
+    evaluated_world_vertices,
+    scene_state,
+    submodule,
+    write_result,
+)
 from smpl_files import random_smpl_arrays, write_python2_pickle
 
 from ram_core.errors import BadInputError, MissingModelError
@@ -38,15 +44,6 @@ def result_path(tmp_path):
     return write_result(tmp_path / "shaped.ram", TRACKS, betas=BETAS)
 
 
-def _scene_state():
-    return (
-        sorted(o.name for o in bpy.data.objects),
-        sorted(c.name for c in bpy.data.collections),
-        sorted(m.name for m in bpy.data.meshes),
-        sorted(a.name for a in bpy.data.actions),
-    )
-
-
 def _track_betas(result_path, track_id):
     """The betas the importer shapes a track with: the mean of its rows, as stored."""
     return load_result(result_path).track(track_id)["betas"].astype(np.float64).mean(axis=0)
@@ -54,18 +51,6 @@ def _track_betas(result_path, track_id):
 
 def _armatures(report):
     return {obj["ram_track_id"]: obj for obj in report.armatures}
-
-
-def _evaluated_world_vertices(obj) -> np.ndarray:
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = evaluated.to_mesh()
-    try:
-        coords = np.empty(len(mesh.vertices) * 3)
-        mesh.vertices.foreach_get("co", coords)
-    finally:
-        evaluated.to_mesh_clear()
-    world = np.array(obj.matrix_world)
-    return coords.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
 
 
 def test_rest_skeleton_and_body_come_from_the_smpl_file(ext, smpl_file, smpl, result_path):
@@ -136,7 +121,7 @@ def test_body_surface_is_linear_blend_skinning_of_the_file(
     expected = smpl.posed_vertices(*parameters, betas, rows["transl"][row], False)
     armature = _armatures(report)[1]
     body = next(child for child in armature.children if child.type == "MESH")
-    seen = _evaluated_world_vertices(body)
+    seen = evaluated_world_vertices(body)
     assert np.abs(seen - expected).max() < 1e-3
     with_blend_shapes = smpl.posed_vertices(*parameters, betas, rows["transl"][row])
     assert np.abs(seen - with_blend_shapes).max() > 1e-3
@@ -202,7 +187,7 @@ def test_broken_or_missing_smpl_file_reports_once_and_changes_nothing(
     broken = tmp_path / "SMPL_BROKEN.pkl"
     broken.write_bytes(smpl_file.read_bytes()[:20_000])
     missing = tmp_path / "SMPL_MISSING.pkl"
-    before = _scene_state()
+    before = scene_state()
     with pytest.raises(BadInputError, match="not a readable SMPL model pickle"):
         importer.import_result(result_path, smpl_model=broken)
     with pytest.raises(MissingModelError, match=r"smpl\.is\.tue\.mpg\.de"):
@@ -211,4 +196,4 @@ def test_broken_or_missing_smpl_file_reports_once_and_changes_nothing(
         with pytest.raises(RuntimeError) as caught:
             bpy.ops.ram.import_result(filepath=str(result_path), smpl_model=str(path))
         assert words in _one_error(caught.value)
-    assert _scene_state() == before
+    assert scene_state() == before

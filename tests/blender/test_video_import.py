@@ -2,32 +2,12 @@
 
 import json
 import os
-import stat
-import sys
 import time
 from pathlib import Path
 
 import bpy
 import pytest
-from conftest import DEMO_VIDEO, EXTENSION_MODULE, REPO, submodule
-
-
-def _scene_state():
-    scene = bpy.context.scene
-    return (
-        sorted(o.name for o in bpy.data.objects),
-        sorted(c.name for c in bpy.data.collections),
-        sorted(a.name for a in bpy.data.actions),
-        (scene.frame_start, scene.frame_end, scene.render.fps, scene.camera),
-    )
-
-
-def _fake_pipeline(folder: Path, body: str) -> str:
-    """An executable standing in for the pipeline's Python: it prints and exits as told."""
-    script = folder / "fake_python"
-    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
+from conftest import DEMO_VIDEO, EXTENSION_MODULE, REPO, fake_pipeline, scene_state, submodule
 
 
 def _request(tmp_path, python):
@@ -46,7 +26,7 @@ def test_operators_preferences_and_panels_are_registered(ext):
 
 def test_failing_pipeline_reports_one_error_and_leaves_the_scene(ext, tmp_path):
     video_import = submodule("video_import")
-    python = _fake_pipeline(
+    python = fake_pipeline(
         tmp_path,
         'print(json.dumps({"event": "stage", "stage": "tracking", "total": 4}), flush=True)\n'
         'print(json.dumps({"event": "error", "message": "cannot read video X", '
@@ -54,26 +34,26 @@ def test_failing_pipeline_reports_one_error_and_leaves_the_scene(ext, tmp_path):
         'print("error: cannot read video X", file=sys.stderr)\n'
         "sys.exit(2)",
     )
-    before = _scene_state()
+    before = scene_state()
     job = video_import.start_video_import(_request(tmp_path, python))
     job.wait(timeout=20)
     result = video_import.finish_video_import(job, bpy.context.scene)
     assert not result.ok
     assert result.outcome.exit_code == 2
     assert result.outcome.message == "The pipeline refused the input: cannot read video X"
-    assert _scene_state() == before
+    assert scene_state() == before
 
 
 def test_cancelled_pipeline_stops_and_leaves_the_scene(ext, tmp_path):
     video_import = submodule("video_import")
-    python = _fake_pipeline(
+    python = fake_pipeline(
         tmp_path,
         "for i in range(600):\n"
         '    print(json.dumps({"event": "progress", "stage": "tracking", "done": i, '
         '"total": 600}), flush=True)\n'
         "    time.sleep(0.05)",
     )
-    before = _scene_state()
+    before = scene_state()
     job = video_import.start_video_import(_request(tmp_path, python))
     deadline = time.monotonic() + 20
     while not job.poll() and time.monotonic() < deadline:
@@ -86,17 +66,17 @@ def test_cancelled_pipeline_stops_and_leaves_the_scene(ext, tmp_path):
     result = video_import.finish_video_import(job, bpy.context.scene)
     assert result.outcome.cancelled and not result.ok
     assert result.outcome.message == "The pipeline was cancelled."
-    assert _scene_state() == before
+    assert scene_state() == before
 
 
 def test_missing_pipeline_python_is_one_clear_error(ext, tmp_path):
     bpy.context.scene.ram.video_filepath = str(DEMO_VIDEO)
     prefs = bpy.context.preferences.addons[EXTENSION_MODULE].preferences
     prefs.pipeline_python = str(tmp_path / "no_such_python")
-    before = _scene_state()
+    before = scene_state()
     with pytest.raises(RuntimeError, match="Cannot start the pipeline Python"):
         bpy.ops.ram.import_video()
-    assert _scene_state() == before
+    assert scene_state() == before
     prefs.pipeline_python = ""
 
 
