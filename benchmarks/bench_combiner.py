@@ -41,8 +41,8 @@ def timed_pipeline(video: Path, out: Path, end: int | None) -> tuple[float, int]
     """Seconds of one lite pipeline run (no preview) and the frames it covered. The demo
     clip runs with its own settings (demo/demo.yaml: the camera's focal length)."""
     from ram_core.config import RunConfig, load_config
+    from ram_core.io.result import load_result
     from ram_core.pipeline import run_pipeline
-    from ram_core.result import load_result
 
     demo = video.resolve() == (ROOT / "demo" / "three_people.mp4").resolve()
     config = load_config(ROOT / "demo" / "demo.yaml") if demo else RunConfig()
@@ -57,8 +57,8 @@ def timed_pipeline(video: Path, out: Path, end: int | None) -> tuple[float, int]
 
 def add_occlusion_edit(result: Path, fraction: float = 0.1) -> int:
     """Mark the middle ``fraction`` of the longest track occluded; returns its length."""
-    from ram_core.edits import append_edit
-    from ram_core.result import load_result
+    from ram_core.io.edits import append_edit
+    from ram_core.io.result import load_result
 
     tracks = load_result(result).tracks
     ids, counts = np.unique(tracks["track_id"], return_counts=True)
@@ -76,7 +76,7 @@ def add_occlusion_edit(result: Path, fraction: float = 0.1) -> int:
 
 def time_recombine(result: Path, repeats: int) -> float:
     """Median seconds of ``recombine_result`` (in-process, as Blender runs it)."""
-    from ram_core.recombine import recombine_result
+    from ram_core.motion.recombine import recombine_result
 
     runs = []
     for _ in range(repeats):
@@ -101,7 +101,7 @@ def time_combine_command(result: Path) -> float:
 def long_track_result(source: Path, target: Path, length: int) -> Path:
     """A result with one track of ``length`` frames: the source's longest track played
     forth and back (frames renumbered), so its motion has no jumps."""
-    from ram_core.result import ResultWriter, load_result
+    from ram_core.io.result import ResultWriter, load_result
 
     result = load_result(source, apply_edits=False)
     ids, counts = np.unique(result.tracks["track_id"], return_counts=True)
@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "combiner.md"))
     args = parser.parse_args()
 
-    from ram_core.ablations import machine_summary
+    from ram_core.eval.ablations import machine_summary
 
     video = Path(args.video)
     lengths = QUICK_LENGTHS if args.quick else FULL_LENGTHS

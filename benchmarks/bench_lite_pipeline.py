@@ -33,8 +33,8 @@ STAGES = ("detect", "segment", "segfollow", "reconstruct", "predict_combine", "p
 def _worker(video: str, out: str, detect_every: int, preview: bool) -> None:
     """Runs one pipeline and prints its timings and this process's peak memory as JSON."""
     from ram_core.config import PipelineConfig, RunConfig
+    from ram_core.io.result import load_result
     from ram_core.pipeline import run_pipeline
-    from ram_core.result import load_result
 
     config = RunConfig(pipeline=PipelineConfig(detect_every=detect_every, preview=preview))
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def loop_video(source: Path, target: Path, times: int, ping_pong: bool = False) 
     """
     import cv2
 
-    from ram_core.video import iter_frames, probe_video
+    from ram_core.video.reader import iter_frames, probe_video
 
     info = probe_video(source)
     writer = cv2.VideoWriter(

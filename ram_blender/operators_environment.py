@@ -22,7 +22,7 @@ from .environment import (
     status_line,
 )
 from .modal import JobSlot, ModalJob, ModalJobOperator, TickResult
-from .preferences import extension_env_folder, preferences
+from .preference_values import extension_env_folder, preferences
 
 # build_addon.py puts the ram_core wheel here, beside this module.
 WHEELS_DIR = Path(__file__).resolve().parent / "wheels"

@@ -11,7 +11,7 @@ import bpy
 
 from .jobs import EventJob
 from .modal import JobSlot, ModalJob, ModalJobOperator, TickResult
-from .preferences import preferences, resolve_pipeline_python
+from .preference_values import preferences, resolve_pipeline_python
 from .weights import (
     DOWNLOAD_MESSAGES,
     ModelListingCache,

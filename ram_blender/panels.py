@@ -5,7 +5,7 @@
 import bpy
 
 from .importer import TRACK_ID_PROP, imported_collections
-from .preferences import preferences
+from .preference_values import preferences
 from .video_import import RUNNING_IMPORT
 
 

@@ -2,13 +2,13 @@
 
 # Blender's class naming (RAM_OT_x) and its set-valued class attributes are its API.
 
-from pathlib import Path
 
 import bpy
 
 from .jobs import find_pipeline_python
-
-PIPELINE_ENV_FOLDER = "pipeline-env"
+from .operators_environment import draw_install
+from .operators_weights import draw_models
+from .preference_values import extension_env_folder, preferences
 
 _BACKEND_ITEMS = (
     ("auto", "Auto", "Full where its weights are present, else lite"),
@@ -51,10 +51,6 @@ class RAM_AddonPreferences(bpy.types.AddonPreferences):
 
 def draw_preferences(prefs, layout, context) -> None:
     """The preferences' layout (a plain function, so tests can draw it)."""
-    # Imported here: both modules import this one.
-    from .operators_environment import draw_install
-    from .operators_weights import draw_models
-
     row = layout.row(align=True)
     row.prop(prefs, "pipeline_python")
     row.operator(RAM_OT_detect_pipeline_python.bl_idname, text="", icon="VIEWZOOM")
@@ -65,23 +61,6 @@ def draw_preferences(prefs, layout, context) -> None:
     row = layout.row()
     row.prop(prefs, "backend")
     row.prop(prefs, "device")
-
-
-def preferences(context=None) -> RAM_AddonPreferences:
-    """This add-on's preferences."""
-    context = context or bpy.context
-    return context.preferences.addons[__package__].preferences
-
-
-def extension_env_folder() -> Path:
-    """Where "Install pipeline environment" puts its virtual environment."""
-    return Path(bpy.utils.extension_path_user(__package__, path=PIPELINE_ENV_FOLDER))
-
-
-def resolve_pipeline_python(context=None) -> str:
-    """The preference when set, else the first Python found that imports ram_core ('')."""
-    chosen = bpy.path.abspath(preferences(context).pipeline_python)
-    return chosen or find_pipeline_python(extension_env_folder())
 
 
 class RAM_OT_detect_pipeline_python(bpy.types.Operator):

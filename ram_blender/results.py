@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from ram_core.palette import track_color
-from ram_core.result import RamResult, ResultFormatError, load_result
-from ram_core.skeleton import REST_JOINTS_M
+from ram_core.body.skeleton import REST_JOINTS_M
+from ram_core.io.palette import track_color
+from ram_core.io.result import RamResult, ResultFormatError, load_result
 
 FRAME_OFFSET = 1
 CAMERA_ROTATION_EULER = (math.pi, 0.0, 0.0)
 CAMERA_TO_WORLD = np.eye(4)
 # Blender's default full-frame sensor; only the ratio lens / sensor matters.
 SENSOR_WIDTH_MM = 36.0
-# Backends that solve on the built-in skeleton (``ram_core.skeleton.REST_JOINTS_M``).
+# Backends that solve on the built-in skeleton (``ram_core.body.skeleton.REST_JOINTS_M``).
 BUILTIN_SKELETON_BACKENDS = frozenset({"lite"})
 
 

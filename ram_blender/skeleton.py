@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ram_core.rotations import axis_angle_to_matrix, matrix_to_quaternion
-from ram_core.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS_M, children_of
+from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_quaternion
+from ram_core.body.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS_M, children_of
 
 # Where a joint has several children, its bone points at the one on the body's midline.
 _PREFERRED_CHILD: dict[str, str] = {"pelvis": "spine1", "spine3": "neck"}

@@ -17,7 +17,7 @@ from .body_mesh import smpl_model_for
 from .importer import ImportReport, import_result
 from .jobs import JobOutcome, PipelineJob, RunRequest
 from .modal import JobSlot, ModalJob, Report, TickResult
-from .preferences import preferences, resolve_pipeline_python
+from .preference_values import preferences, resolve_pipeline_python
 
 RESULTS_FOLDER = "results"
 CANCELLED_REPORT = "RAM import cancelled; the scene is unchanged"

@@ -1,8 +1,9 @@
 """``ram-core``: the command line the Blender add-on and people use.
 
-Exit codes: 0 ok; 2 bad input or usage; 3 a model, weight file or body model is missing;
-130 cancelled; 1 internal error. Every failure is one line on stderr (and an ``error``
-event with ``--progress json``), never a traceback, and never a half-written result.
+Exit codes and progress events are those of ``ram_core.io.protocol``: 0 ok; 2 bad input or
+usage; 3 a model, weight file or body model is missing; 130 cancelled; 1 internal error.
+Every failure is one line on stderr (and an ``error`` event with ``--progress json``), never
+a traceback, and never a half-written result.
 """
 
 from __future__ import annotations
@@ -14,22 +15,16 @@ import signal
 import sys
 import traceback
 
-from . import __version__
-from .errors import BadInputError, CancelledError, MissingModelError, RamError
-from .progress import (
-    PROGRESS_MODES,
+from ram_core import __version__
+from ram_core.errors import BadInputError, CancelledError, MissingModelError, RamError
+from ram_core.io.progress import (
     BarProgress,
     JsonProgress,
     NoProgress,
     Progress,
     make_progress,
 )
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_BAD_INPUT = 2
-EXIT_MISSING_MODEL = 3
-EXIT_CANCELLED = 130
+from ram_core.io.protocol import BACKENDS, DEVICES, PROGRESS_MODES, ExitCode
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -50,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="video -> result folder (OUT.ram)")
     run.add_argument("video", help="the video file")
     run.add_argument("-o", "--output", required=True, help="result folder to write (NAME.ram)")
-    run.add_argument("--backend", default="auto", choices=("auto", "full", "lite"))
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--backend", default="auto", choices=BACKENDS)
+    run.add_argument("--device", default="auto", choices=DEVICES)
     run.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     run.add_argument("--end", type=int, default=None, help="stop before this frame")
     run.add_argument("--config", default=None, help="YAML file with stage settings")
@@ -65,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     combine.add_argument("--config", default=None, help="YAML file with stage settings")
     combine.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
 
-    from .evaluate import add_eval_parser
+    from ram_core.eval.evaluate import add_eval_parser
 
     add_eval_parser(commands)
     _add_weights_parser(commands)
@@ -106,8 +101,8 @@ def _add_weights_parser(commands: argparse._SubParsersAction) -> None:
 def _command_run(args: argparse.Namespace, progress: Progress) -> int:
     import dataclasses
 
-    from .config import load_config
-    from .pipeline import run_pipeline
+    from ram_core.config import load_config
+    from ram_core.pipeline import run_pipeline
 
     config = load_config(args.config)
     if args.no_preview:
@@ -125,23 +120,23 @@ def _command_run(args: argparse.Namespace, progress: Progress) -> int:
         progress=progress,
     )
     progress.done(str(out))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _command_combine(args: argparse.Namespace, progress: Progress) -> int:
-    from .config import load_config
-    from .recombine import recombine_result
+    from ram_core.config import load_config
+    from ram_core.motion.recombine import recombine_result
 
     config = load_config(args.config)
     written = recombine_result(args.result, config.predictor, config.combiner)
     progress.done(str(written))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _command_weights(args: argparse.Namespace, progress: Progress) -> int:
     import json
 
-    from . import weights
+    from ram_core.models import weights
 
     if args.weights_command == "list":
         folder = weights.weights_dir(args.dir)
@@ -155,7 +150,7 @@ def _command_weights(args: argparse.Namespace, progress: Progress) -> int:
             print(json.dumps(document, indent=2))
         else:
             print(weights.format_model_table(statuses, folder))
-        return EXIT_OK
+        return ExitCode.OK
     names = list(args.names)
     for name in names:
         weights.get_model(name)  # an unknown name is a usage error before any work starts
@@ -171,7 +166,7 @@ def _command_weights(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _weights_download(args: argparse.Namespace, names: list[str], progress: Progress) -> int:
-    from . import weights
+    from ram_core.models import weights
 
     if args.all and names:
         raise BadInputError("give model names or --all, not both")
@@ -191,11 +186,11 @@ def _weights_download(args: argparse.Namespace, names: list[str], progress: Prog
         for name in names:
             weights.download(name, args.dir, progress)
     progress.done(str(weights.weights_dir(args.dir)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _weights_verify(args: argparse.Namespace, names: list[str], progress: Progress) -> int:
-    from . import weights
+    from ram_core.models import weights
 
     folder = weights.weights_dir(args.dir)
     if not names:
@@ -219,7 +214,7 @@ def _weights_verify(args: argparse.Namespace, names: list[str], progress: Progre
     if failed:
         raise MissingModelError("; ".join(failed))
     progress.done(str(folder))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _raise_cancelled(signum: int, _frame: object) -> None:
@@ -239,15 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "weights":
             return _command_weights(args, progress)
         if args.command == "eval":
-            from .evaluate import run_eval
+            from ram_core.eval.evaluate import run_eval
 
             return run_eval(args, progress)
         return _command_combine(args, progress)
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        progress.error("cancelled", EXIT_CANCELLED)
-        return EXIT_CANCELLED
+        progress.error("cancelled", ExitCode.CANCELLED)
+        return ExitCode.CANCELLED
     except RamError as exc:
         progress.error(str(exc), exc.exit_code)
         return exc.exit_code
@@ -255,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RAM_DEBUG"):
             traceback.print_exc()
         message = f"internal error: {type(exc).__name__}: {exc} (set RAM_DEBUG=1 for details)"
-        progress.error(message, EXIT_INTERNAL)
-        return EXIT_INTERNAL
+        progress.error(message, ExitCode.INTERNAL)
+        return ExitCode.INTERNAL
     finally:
         progress.close()
 

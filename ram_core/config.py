@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .combiner import CombinerConfig
-from .detect import DetectorConfig
-from .detect_full import FullDetectorConfig
-from .errors import BadInputError
-from .lite_segmenter import LiteSegmenterConfig
-from .predictor import PredictorConfig
-from .sam2_segmenter import Sam2SegmenterConfig
-from .segfollow import SegFollowConfig
+from ram_core.detect.keypoint_rcnn import FullDetectorConfig
+from ram_core.detect.lite import DetectorConfig
+from ram_core.errors import BadInputError
+from ram_core.motion.combiner import CombinerConfig
+from ram_core.motion.predictor import PredictorConfig
+from ram_core.segment.lite import LiteSegmenterConfig
+from ram_core.segment.sam2_video import Sam2SegmenterConfig
+from ram_core.track.segfollow import SegFollowConfig
 
 
 @dataclass(frozen=True)

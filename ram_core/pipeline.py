@@ -5,7 +5,7 @@ Frames stream through one at a time. Tracks are reported a few frames late
 (``SegFollowConfig.confirmation_delay``) so that a new person's first frames are kept once
 the track is confirmed, and a false start is never written.
 
-Two stages can be swapped by a caller (the ablations in ``ram_core.ablations`` do): the
+Two stages can be swapped by a caller (the ablations in ``ram_core.eval.ablations`` do): the
 tracker (``tracking``: a factory that wraps the segmenter in SegFollow by default, or in
 another tracker with SegFollow's ``step`` / ``is_confirmed`` contract) and the fusion of
 reconstruction and prediction at the end (``fusion``: Predictor + Combiner by default).
@@ -25,15 +25,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import __version__
-from .backends import Backend, resolve_backend
-from .config import RunConfig, config_to_dict
-from .fusion import fuse_tracks
-from .palette import track_color
-from .progress import NoProgress, Progress
-from .result import TRACK_ARRAYS, ResultWriter, check_output_path
-from .segfollow import SegFollow
-from .types import (
+from ram_core import __version__
+from ram_core.config import RunConfig, config_to_dict
+from ram_core.io.palette import track_color
+from ram_core.io.progress import NoProgress, Progress
+from ram_core.io.result import TRACK_ARRAYS, ResultWriter, check_output_path
+from ram_core.models.backends import Backend, resolve_backend
+from ram_core.motion.fusion import fuse_tracks
+from ram_core.track.segfollow import SegFollow
+from ram_core.types import (
     BodyEstimate,
     CameraIntrinsics,
     Detection,
@@ -45,7 +45,7 @@ from .types import (
     TrackFrame,
     VideoInfo,
 )
-from .video import frame_range, probe_video, stream_frames
+from ram_core.video.reader import frame_range, probe_video, stream_frames
 
 
 class FrameTracker(Protocol):
@@ -266,7 +266,7 @@ def run_pipeline(
             manifest = _manifest(info, first, stop, camera, parts, config, fused, timer)
             manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
             if config.pipeline.preview and writer.temporary_path is not None:
-                from .preview import write_preview
+                from ram_core.video.preview import write_preview
 
                 t0 = time.perf_counter()
                 write_preview(writer.temporary_path, info, fused, camera, first, stop, progress)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ram_core.boxes import iou_matrix, mask_box
+from ram_core.detect.boxes import iou_matrix, mask_box
 from ram_core.types import Detection, Frame, Observation, Prompt
 
 WIDTH, HEIGHT = 640, 360

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from test_bench_scenes import tiny_ground_truth, write_scene
 
-from ram_core.ablations import (
+from ram_core.body.skeleton import REST_JOINTS_M
+from ram_core.cli import main
+from ram_core.config import RunConfig
+from ram_core.detect.boxes import iou_matrix
+from ram_core.errors import BadInputError
+from ram_core.eval.ablations import (
     VARIANTS,
     AppearanceBlindSegmenter,
     BenchSettings,
@@ -26,16 +31,11 @@ from ram_core.ablations import (
     score_result,
     table_row,
 )
-from ram_core.backends import Backend
-from ram_core.bench_scenes import load_scene
-from ram_core.boxes import iou_matrix
-from ram_core.cli import main
-from ram_core.config import RunConfig
-from ram_core.errors import BadInputError
+from ram_core.eval.bench_scenes import load_scene
+from ram_core.io.result import TRACK_ARRAYS
+from ram_core.models.backends import Backend
 from ram_core.pipeline import StageTimer, timed_segmenter
-from ram_core.result import TRACK_ARRAYS
-from ram_core.segfollow import SegFollowConfig
-from ram_core.skeleton import REST_JOINTS_M
+from ram_core.track.segfollow import SegFollowConfig
 from ram_core.types import (
     BodyEstimate,
     Detection,

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.bench_scenes import (
+from ram_core.errors import BadInputError
+from ram_core.eval.bench_scenes import (
     RENDER_COMMAND,
     list_scenes,
     load_scene,
     resolve_scenes,
 )
-from ram_core.errors import BadInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 96, 64

@@ -298,7 +298,7 @@ def test_quick_scene_ground_truth_is_consistent(quick_scenes, name):
 @pytest.mark.slow
 @needs_render
 def test_quick_scenes_load_with_the_benchmark_reader(quick_scenes):
-    from ram_core.bench_scenes import resolve_scenes
+    from ram_core.eval.bench_scenes import resolve_scenes
 
     scenes = resolve_scenes(quick_scenes)
     assert [scene.name for scene in scenes] == ["camera_pan", "hidden_pillar"]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.cli import EXIT_BAD_INPUT, EXIT_MISSING_MODEL
+from ram_core.io.protocol import ExitCode
 
 
 def ram_core(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -64,17 +64,17 @@ def bad_inputs(tmp: Path) -> dict[str, Path]:
 def test_bad_video_exits_2_with_one_line_and_no_output(tmp_path, case):
     video = bad_inputs(tmp_path)[case]
     proc = ram_core("run", str(video), "-o", "x.ram", "--progress", "bar", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT, video.name)
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT, video.name)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("x.ram")]
     assert leftovers == []
 
 
 def test_json_progress_reports_the_error_as_an_event(tmp_path):
     proc = ram_core("run", "nope.mp4", "-o", "x.ram", "--progress", "json", cwd=tmp_path)
-    assert proc.returncode == EXIT_BAD_INPUT
+    assert proc.returncode == ExitCode.BAD_INPUT
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert events[-1]["event"] == "error"
-    assert events[-1]["exit_code"] == EXIT_BAD_INPUT
+    assert events[-1]["exit_code"] == ExitCode.BAD_INPUT
     assert "nope.mp4" in events[-1]["message"]
 
 
@@ -89,26 +89,26 @@ def test_json_progress_reports_the_error_as_an_event(tmp_path):
 )
 def test_usage_errors_exit_2(tmp_path, args):
     write_video(tmp_path / "v.mp4", 5)
-    assert_one_clear_error(ram_core(*args, cwd=tmp_path), EXIT_BAD_INPUT)
+    assert_one_clear_error(ram_core(*args, cwd=tmp_path), ExitCode.BAD_INPUT)
 
 
 def test_bad_range_and_bad_config_exit_2(tmp_path):
     write_video(tmp_path / "v.mp4", 5)
     proc = ram_core("run", "v.mp4", "-o", "x.ram", "--start", "4", "--end", "2", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT)
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT)
     (tmp_path / "bad.yaml").write_text("segfollow: {alpha: 3}\n")
     proc = ram_core("run", "v.mp4", "-o", "x.ram", "--config", "bad.yaml", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT, "bad.yaml", "alpha")
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT, "bad.yaml", "alpha")
     (tmp_path / "typo.yaml").write_text("segfollow: {alpah: 0.5}\n")
     proc = ram_core("run", "v.mp4", "-o", "x.ram", "--config", "typo.yaml", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT, "alpah")
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT, "alpah")
     assert not (tmp_path / "x.ram").exists()
 
 
 def test_full_backend_without_its_models_exits_3(tmp_path):
     write_video(tmp_path / "v.mp4", 5)
     proc = ram_core("run", "v.mp4", "-o", "x.ram", "--backend", "full", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_MISSING_MODEL, "--backend lite")
+    assert_one_clear_error(proc, ExitCode.MISSING_MODEL, "--backend lite")
     assert not (tmp_path / "x.ram").exists()
 
 
@@ -117,7 +117,7 @@ def test_output_that_is_not_a_result_is_refused(tmp_path):
     (tmp_path / "x.ram").mkdir()
     (tmp_path / "x.ram" / "my_notes.txt").write_text("precious")
     proc = ram_core("run", "v.mp4", "-o", "x.ram", cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT, "x.ram")
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT, "x.ram")
     assert (tmp_path / "x.ram" / "my_notes.txt").read_text() == "precious"
 
 
@@ -126,4 +126,4 @@ def test_combine_refuses_an_unknown_version(tmp_path):
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps({"format": "ram-motion", "version": 9}))
     proc = ram_core("combine", str(folder), cwd=tmp_path)
-    assert_one_clear_error(proc, EXIT_BAD_INPUT, "version 9")
+    assert_one_clear_error(proc, ExitCode.BAD_INPUT, "version 9")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ram_core.combiner import CombinerConfig, combine, combine_track, gate_from_reliability
-from ram_core.predictor import PredictorConfig, predict_track
-from ram_core.rotations import axis_angle_distance, axis_angle_to_matrix, matrix_to_axis_angle
+from ram_core.body.rotations import axis_angle_distance, axis_angle_to_matrix, matrix_to_axis_angle
+from ram_core.motion.combiner import CombinerConfig, combine, combine_track, gate_from_reliability
+from ram_core.motion.predictor import PredictorConfig, predict_track
 
 
 def _random_track(T: int, seed: int):

@@ -5,7 +5,7 @@ import pytest
 
 from ram_core.config import RunConfig, config_from_dict, config_to_dict, load_config
 from ram_core.errors import BadInputError
-from ram_core.progress import JsonProgress, make_progress
+from ram_core.io.progress import JsonProgress, make_progress
 
 
 def test_defaults_are_the_method_values():

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.datasets import load_numpy_pickle, read_3dpw, read_mot_challenge, read_posetrack
 from ram_core.errors import BadInputError
+from ram_core.eval.datasets import load_numpy_pickle, read_3dpw, read_mot_challenge, read_posetrack
 
 # --- MOTChallenge -------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.boxes import iou_matrix
-from ram_core.detect import (
+from ram_core.detect.boxes import iou_matrix
+from ram_core.detect.lite import (
     DetectorConfig,
     HOGDetector,
     SSDLiteDetector,
@@ -23,7 +23,7 @@ from ram_core.types import Frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-TEXT_GRAPH = ROOT / "ram_core" / "data" / "ssdlite_person.pbtxt"
+TEXT_GRAPH = ROOT / "ram_core" / "detect" / "data" / "ssdlite_person.pbtxt"
 
 
 def load_tool():
@@ -158,7 +158,7 @@ def test_factory_prefers_ssdlite():
 
 def test_factory_falls_back_to_hog_with_a_warning(tmp_path, caplog):
     config = DetectorConfig(ssd_graph_path=str(tmp_path / "nope.pb"))
-    with caplog.at_level(logging.WARNING, logger="ram_core.detect"):
+    with caplog.at_level(logging.WARNING, logger="ram_core.detect.lite"):
         detector = make_lite_detector(config)
     assert isinstance(detector, HOGDetector)
     assert "falling back" in caplog.text

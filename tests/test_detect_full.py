@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.detect_full import (
+from ram_core.detect.keypoint_rcnn import (
     COCO_KEYPOINTS,
     PERSON_LABEL,
     WEIGHTS_NAME,
@@ -104,7 +104,7 @@ def test_boxes_come_back_in_full_frame_pixels(detector, detections, people_frame
     assert big_detections
     boxes = np.array([d.box_xyxy for d in big_detections])
     assert boxes[:, 2].max() > 342 or boxes[:, 3].max() > 192
-    from ram_core.boxes import iou
+    from ram_core.detect.boxes import iou
 
     assert iou(big_detections[0].box_xyxy / 2, detections[0].box_xyxy) > 0.8
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from ram_core.edits import (
+from ram_core.io.edits import (
     EDITS_FILE_NAME,
     append_edit,
     apply_edits,

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.ablations import match_tracks_to_people as match_boxes_to_people
+from ram_core.body.skeleton import forward_kinematics
 from ram_core.config import load_config
-from ram_core.metrics import mpjpe, pa_mpjpe
+from ram_core.eval.ablations import match_tracks_to_people as match_boxes_to_people
+from ram_core.eval.metrics import mpjpe, pa_mpjpe
+from ram_core.io.result import load_result, read_mask
 from ram_core.pipeline import run_pipeline
-from ram_core.result import load_result, read_mask
-from ram_core.skeleton import forward_kinematics
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "demo" / "three_people.mp4"

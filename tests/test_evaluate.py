@@ -10,8 +10,8 @@ import pytest
 
 from ram_core.cli import EXIT_BAD_INPUT, _ArgumentParser
 from ram_core.errors import BadInputError
-from ram_core.evaluate import add_eval_parser, run_eval
-from ram_core.progress import JsonProgress, NoProgress
+from ram_core.eval.evaluate import add_eval_parser, run_eval
+from ram_core.io.progress import JsonProgress, NoProgress
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAMPUS = FIXTURES / "mot" / "TUD-Campus"

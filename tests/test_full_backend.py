@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ram_core import weights
-from ram_core.backends import full_backend_gaps, resolve_backend
 from ram_core.cli import main
 from ram_core.config import config_from_dict
+from ram_core.models import weights
+from ram_core.models.backends import full_backend_gaps, resolve_backend
 
 DEMO = Path(__file__).resolve().parent.parent / "demo" / "three_people.mp4"
 
@@ -42,8 +42,8 @@ _require_full_backend()
 
 import torch  # noqa: E402
 
-from ram_core.detect_full import WEIGHTS_NAME, FullDetectorConfig, build_keypoint_rcnn  # noqa: E402
-from ram_core.sam2_segmenter import SAM2_MODELS, Sam2SegmenterConfig, build_sam2_model  # noqa: E402
+from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME, FullDetectorConfig, build_keypoint_rcnn  # noqa: E402
+from ram_core.segment.sam2_video import SAM2_MODELS, Sam2SegmenterConfig, build_sam2_model  # noqa: E402
 
 SMALL_CONFIG = {
     "pipeline": {"detect_every": 2, "preview": False},

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core import ik
-from ram_core import skeleton as sk
-from ram_core.reconstruct_lite import LiteReconstructor, solve_translation
-from ram_core.rotations import axis_angle_to_matrix, geodesic_angle
+from ram_core.body import skeleton as sk
+from ram_core.body.rotations import axis_angle_to_matrix, geodesic_angle
+from ram_core.reconstruct import ik
+from ram_core.reconstruct.lite import LiteReconstructor, solve_translation
 from ram_core.types import CameraIntrinsics, Frame, Observation, PoseLandmarks
 
 J = sk.JOINT_INDEX

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from ram_core.iou_tracker import IouTracker, IouTrackerConfig, associate
-from ram_core.segfollow import SegFollowConfig
+from ram_core.eval.iou_tracker import IouTracker, IouTrackerConfig, associate
+from ram_core.track.segfollow import SegFollowConfig
 from ram_core.types import Detection, Frame, Observation, Prompt
 
 WIDTH, HEIGHT = 320, 200

@@ -1,8 +1,8 @@
 import numpy as np
 from filterpy.kalman import KalmanFilter
 
-from ram_core import kalman
-from ram_core.boxes import iou_matrix, mask_box, xyah_to_xyxy, xyxy_to_xyah
+from ram_core.detect.boxes import iou_matrix, mask_box, xyah_to_xyxy, xyxy_to_xyah
+from ram_core.track import kalman
 
 
 def test_kalman_agrees_with_filterpy_on_the_same_model():

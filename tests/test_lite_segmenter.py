@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.boxes import iou_matrix
-from ram_core.lite_segmenter import (
+from ram_core.detect.boxes import iou_matrix
+from ram_core.segment.lite import (
     APPEARANCE_DIM,
     LiteSegmenterConfig,
     MediaPipeSegmenter,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.datasets import read_mot_challenge
-from ram_core.metrics import (
+from ram_core.eval.datasets import read_mot_challenge
+from ram_core.eval.metrics import (
     LSP14_HIPS,
     MATCH,
     SWITCH,

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from ram_core.predictor import (
+from ram_core.body.rotations import axis_angle_distance, axis_angle_to_matrix, matrix_to_axis_angle
+from ram_core.motion.predictor import (
     PredictorConfig,
     hold_last_pose,
     predict_track,
     prediction_steps,
 )
-from ram_core.rotations import axis_angle_distance, axis_angle_to_matrix, matrix_to_axis_angle
 
 
 def _smooth_motion(T: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -6,16 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.boxes import mask_box
-from ram_core.lite_segmenter import LiteSegmenterConfig, MediaPipeSegmenter
-from ram_core.reconstruct_crop import (
+from ram_core.body.skeleton import REST_JOINTS_M
+from ram_core.detect.boxes import mask_box
+from ram_core.reconstruct.crop_pose import (
     OUTSIDE_MASK_RGB,
     CropPoseConfig,
     CropPoseReconstructor,
     isolate_person,
 )
-from ram_core.reconstruct_lite import LiteReconstructor
-from ram_core.skeleton import REST_JOINTS_M
+from ram_core.reconstruct.lite import LiteReconstructor
+from ram_core.segment.lite import LiteSegmenterConfig, MediaPipeSegmenter
 from ram_core.types import CameraIntrinsics, Frame, Observation, Prompt
 
 FIXTURES = Path(__file__).parent / "fixtures"

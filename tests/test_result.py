@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.edits import append_edit
 from ram_core.errors import BadInputError
-from ram_core.result import (
+from ram_core.io.edits import append_edit
+from ram_core.io.result import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TRACK_ARRAYS,
@@ -354,8 +354,8 @@ def test_reader_and_edits_import_without_cv2_or_scipy(tmp_path):
         "import sys\n"
         "sys.modules['cv2'] = None\n"
         "sys.modules['scipy'] = None\n"
-        "import ram_core.edits\n"
-        "from ram_core.result import load_result, read_mask\n"
+        "import ram_core.io.edits\n"
+        "from ram_core.io.result import load_result, read_mask\n"
         f"result = load_result({str(out)!r})\n"
         "assert result.track_ids().tolist() == [1, 4]\n"
         "try:\n"

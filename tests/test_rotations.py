@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
-from ram_core import rotations as rot
+from ram_core.body import rotations as rot
 
 
 def _random_aa(rng: np.random.Generator, n: int) -> np.ndarray:

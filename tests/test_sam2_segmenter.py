@@ -31,9 +31,9 @@ _require_full_backend()
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ram_core.detect_full import COCO_KEYPOINTS, PROMPT_KEYPOINTS  # noqa: E402
+from ram_core.detect.keypoint_rcnn import COCO_KEYPOINTS, PROMPT_KEYPOINTS  # noqa: E402
 from ram_core.errors import MissingModelError  # noqa: E402
-from ram_core.sam2_segmenter import (  # noqa: E402
+from ram_core.segment.sam2_video import (  # noqa: E402
     SAM2_CONFIGS,
     SAM2_MODELS,
     PersonMemory,
@@ -44,7 +44,7 @@ from ram_core.sam2_segmenter import (  # noqa: E402
     pointer_similarity,
     remember_tracked_frame,
 )
-from ram_core.segfollow import SegFollow, SegFollowConfig  # noqa: E402
+from ram_core.track.segfollow import SegFollow, SegFollowConfig  # noqa: E402
 from ram_core.types import Detection, Frame, MemorySegmenter, Prompt  # noqa: E402
 
 IMAGE_SIZE = 128

@@ -8,7 +8,7 @@ from scripted_world import (
     run,
 )
 
-from ram_core.segfollow import SegFollow, SegFollowConfig
+from ram_core.track.segfollow import SegFollow, SegFollowConfig
 from ram_core.types import Detection, Frame, Observation
 
 RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from ram_core import skeleton as sk
-from ram_core.rotations import axis_angle_to_matrix
+from ram_core.body import skeleton as sk
+from ram_core.body.rotations import axis_angle_to_matrix
 
 
 def _random_pose(rng, batch=(), scale=0.5):

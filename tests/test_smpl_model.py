@@ -1,4 +1,4 @@
-"""ram_core.smpl_model against the real smplx package, on random files in SMPL's layout."""
+"""ram_core.body.smpl_model against the real smplx package, on random files in SMPL's layout."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ram_core.body.skeleton import NUM_JOINTS, forward_kinematics
+from ram_core.body.smpl_model import SMPL_WEBSITE, load_smpl_model, smpl_model_from_arrays
 from ram_core.errors import BadInputError, MissingModelError
-from ram_core.skeleton import NUM_JOINTS, forward_kinematics
-from ram_core.smpl_model import SMPL_WEBSITE, load_smpl_model, smpl_model_from_arrays
 
 # The random-file writers are shared with the Blender tests (they run there too).
 sys.path.insert(0, str(Path(__file__).resolve().parent / "blender"))

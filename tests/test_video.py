@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ram_core.errors import BadInputError
-from ram_core.video import (
+from ram_core.video.reader import (
     DEFAULT_FPS,
     count_tolerance,
     iter_frames,

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from ram_core import weights
-from ram_core.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_MISSING_MODEL, EXIT_OK, main
+from ram_core.cli import main
 from ram_core.errors import BadInputError, MissingModelError
-from ram_core.progress import JsonProgress, NoProgress
-from ram_core.weights import DownloadError, ModelFile, RetryPolicy
+from ram_core.io.progress import JsonProgress, NoProgress
+from ram_core.io.protocol import ExitCode
+from ram_core.models import weights
+from ram_core.models.weights import DownloadError, ModelFile, RetryPolicy
 
 NO_WAIT = RetryPolicy(attempts=3, first_delay_s=0.0)
 
@@ -219,7 +220,7 @@ def test_corrupted_file_is_refused_and_nothing_stays(server, tmp_path):
     assert model.url in message
     assert sha256(data) in message
     assert cache_contents(tmp_path) == []
-    assert caught.value.exit_code == EXIT_INTERNAL
+    assert caught.value.exit_code == ExitCode.INTERNAL
 
 
 def test_connection_cut_halfway_is_resumed_with_range(server, tmp_path):
@@ -397,7 +398,7 @@ def test_require_names_the_command_that_fetches_the_file(tmp_path):
     with pytest.raises(MissingModelError) as caught:
         weights.require("sam2.1_hiera_small", tmp_path)
     assert "`ram-core weights download sam2.1_hiera_small --dir " in str(caught.value)
-    assert caught.value.exit_code == EXIT_MISSING_MODEL
+    assert caught.value.exit_code == ExitCode.MISSING_MODEL
     assert not weights.is_present("sam2.1_hiera_small", tmp_path)
 
 
@@ -474,7 +475,7 @@ def test_mirror_replaces_everything_before_the_file_name():
 def test_broken_manifest_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text("{ not json")
 
-    assert main(["weights", "list", "--dir", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert main(["weights", "list", "--dir", str(tmp_path)]) == ExitCode.BAD_INPUT
 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -535,7 +536,7 @@ def test_cli_downloads_verifies_and_lists(mirror, tmp_path, capsys):
     data = mirror.files["mirror/sam2.1_hiera_tiny.pt"]
 
     code = main(["weights", "download", "sam2.1_hiera_tiny", "--dir", folder, "--progress", "json"])
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[0] == {"event": "stage", "stage": "download sam2.1_hiera_tiny", "total": 24_000}
     assert {"event": "progress", "stage": "download sam2.1_hiera_tiny", "done": 24_000,
@@ -543,10 +544,10 @@ def test_cli_downloads_verifies_and_lists(mirror, tmp_path, capsys):
     assert events[-1] == {"event": "done", "result": folder}
     assert (tmp_path / "sam2.1_hiera_tiny.pt").read_bytes() == data
 
-    assert main(["weights", "verify", "sam2.1_hiera_tiny", "--dir", folder]) == EXIT_OK
+    assert main(["weights", "verify", "sam2.1_hiera_tiny", "--dir", folder]) == ExitCode.OK
     assert capsys.readouterr().out.startswith("ok: sam2.1_hiera_tiny: ")
 
-    assert main(["weights", "list", "--format", "json", "--dir", folder]) == EXIT_OK
+    assert main(["weights", "list", "--format", "json", "--dir", folder]) == ExitCode.OK
     listing = json.loads(capsys.readouterr().out)
     by_name = {m["name"]: m for m in listing["models"]}
     assert listing["weights_dir"] == folder
@@ -557,7 +558,7 @@ def test_cli_downloads_verifies_and_lists(mirror, tmp_path, capsys):
     assert by_name["keypointrcnn_resnet50_fpn_coco"]["hash_status"] == "prefix"
     assert listing["default_full_models"] == list(weights.DEFAULT_FULL_MODELS)
 
-    assert main(["weights", "list", "--dir", folder]) == EXIT_OK
+    assert main(["weights", "list", "--dir", folder]) == ExitCode.OK
     text = capsys.readouterr().out
     assert "sam2.1_hiera_tiny" in text
     assert "yes" in text.splitlines()[2]
@@ -565,7 +566,7 @@ def test_cli_downloads_verifies_and_lists(mirror, tmp_path, capsys):
 
 def test_cli_bar_progress_counts_bytes(mirror, tmp_path, capsys):
     code = main(["weights", "download", "sam2.1_hiera_tiny", "--dir", str(tmp_path)])
-    assert code == EXIT_OK
+    assert code == ExitCode.OK
     err = capsys.readouterr().err
     assert "download sam2.1_hiera_tiny" in err
     assert "frame" not in err
@@ -573,14 +574,14 @@ def test_cli_bar_progress_counts_bytes(mirror, tmp_path, capsys):
 
 def test_cli_verify_detects_a_modified_file(mirror, tmp_path, capsys):
     folder = str(tmp_path)
-    assert main(["weights", "download", "sam2.1_hiera_tiny", "--dir", folder]) == EXIT_OK
+    assert main(["weights", "download", "sam2.1_hiera_tiny", "--dir", folder]) == ExitCode.OK
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     path.write_bytes(path.read_bytes()[::-1])
     capsys.readouterr()
 
     code = main(["weights", "verify", "--dir", folder, "--progress", "none"])
 
-    assert code == EXIT_MISSING_MODEL
+    assert code == ExitCode.MISSING_MODEL
     captured = capsys.readouterr()
     assert captured.out.startswith("mismatch: sam2.1_hiera_tiny: ")
     assert "ram-core weights download sam2.1_hiera_tiny" in captured.err
@@ -592,7 +593,7 @@ def test_cli_refuses_a_detector_file_with_the_wrong_hash_prefix(mirror, tmp_path
 
     code = main(["weights", "download", name, "--dir", str(tmp_path), "--progress", "none"])
 
-    assert code == EXIT_INTERNAL
+    assert code == ExitCode.INTERNAL
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "does not start with fc266e95" in err[0]
@@ -606,11 +607,11 @@ def test_cli_unreachable_host(closed_port, tmp_path, monkeypatch, capsys):
     code = main(["weights", "download", "sam2.1_hiera_tiny", "--dir", str(tmp_path),
                  "--progress", "json"])  # fmt: skip
 
-    assert code == EXIT_INTERNAL
+    assert code == ExitCode.INTERNAL
     captured = capsys.readouterr()
     error = json.loads(captured.out.splitlines()[-1])
     assert error["event"] == "error"
-    assert error["exit_code"] == EXIT_INTERNAL
+    assert error["exit_code"] == ExitCode.INTERNAL
     url = f"http://127.0.0.1:{closed_port}/sam2.1_hiera_tiny.pt"
     assert error["message"].startswith(f"could not download {url}: ")
     assert "Traceback" not in captured.err
@@ -619,7 +620,7 @@ def test_cli_unreachable_host(closed_port, tmp_path, monkeypatch, capsys):
 def test_cli_offline_reports_every_missing_default(mirror, tmp_path, capsys):
     code = main(["weights", "download", "--offline", "--dir", str(tmp_path)])
 
-    assert code == EXIT_MISSING_MODEL
+    assert code == ExitCode.MISSING_MODEL
     err = capsys.readouterr().err
     for name in weights.DEFAULT_FULL_MODELS:
         assert f"ram-core weights download {name}" in err
@@ -628,7 +629,7 @@ def test_cli_offline_reports_every_missing_default(mirror, tmp_path, capsys):
 
 def test_cli_uses_the_folder_from_the_environment(mirror, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "addon"))
-    assert main(["weights", "download", "sam2.1_hiera_tiny", "--progress", "none"]) == EXIT_OK
+    assert main(["weights", "download", "sam2.1_hiera_tiny", "--progress", "none"]) == ExitCode.OK
     assert weights.require("sam2.1_hiera_tiny") == tmp_path / "addon" / "sam2.1_hiera_tiny.pt"
 
 
@@ -642,6 +643,6 @@ def test_cli_uses_the_folder_from_the_environment(mirror, tmp_path, monkeypatch,
     ],
 )
 def test_cli_usage_errors_exit_2(argv, tmp_path, capsys):
-    assert main([*argv, "--dir", str(tmp_path)] if len(argv) > 1 else argv) == EXIT_BAD_INPUT
+    assert main([*argv, "--dir", str(tmp_path)] if len(argv) > 1 else argv) == ExitCode.BAD_INPUT
     assert capsys.readouterr().err.startswith("error: ")
     assert cache_contents(tmp_path) == []

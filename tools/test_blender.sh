@@ -33,7 +33,7 @@ make_env() {
   if "$env/bin/python" - "$version" <<'PYCHECK' 2>/dev/null; then return; fi
 import os, sys, tempfile
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp()
-import pytest, ram_core.result, bpy
+import pytest, ram_core.io.result, bpy
 ok = bpy.app.version_string.startswith(sys.argv[1])
 import ram_core, pathlib
 ok = ok and pathlib.Path(ram_core.__file__).resolve().parent == pathlib.Path("ram_core").resolve()

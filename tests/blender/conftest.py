@@ -114,8 +114,8 @@ def submodule(name: str):
 
 def plausible_track_rows(rng, track_id: int, frames: np.ndarray) -> dict[str, np.ndarray]:
     """A person standing in front of the camera, turning and moving its limbs."""
-    from ram_core.result import TRACK_ARRAYS
-    from ram_core.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+    from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+    from ram_core.io.result import TRACK_ARRAYS
 
     count = len(frames)
     t = np.linspace(0.0, 1.0, count)
@@ -172,7 +172,7 @@ def write_result(
     ``betas``: a shape (10,) per track id, the same on every frame (zeros otherwise);
     ``backend``: the manifest's backend name (none recorded otherwise).
     """
-    from ram_core.result import ResultWriter
+    from ram_core.io.result import ResultWriter
 
     rng = np.random.default_rng(seed)
     parts = [

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ram_core.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS_M
+from ram_core.body.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS_M
 
 SMPL_VERTICES = 6890
 # SMPL's files do not put the rest pelvis at the origin (it is about 22 cm below it); the

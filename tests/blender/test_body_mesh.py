@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import evaluated_world_vertices, submodule, write_result
 
-from ram_core.skeleton import JOINT_NAMES, REST_JOINTS_M
+from ram_core.body.skeleton import JOINT_NAMES, REST_JOINTS_M
 
 TRACKS = {1: range(20), 4: range(6, 20)}
 

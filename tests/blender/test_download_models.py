@@ -194,7 +194,7 @@ def test_http_failure_and_unknown_model_are_one_error_each(prefs, mirror):
 
 
 def _known_models():
-    from ram_core.weights import list_models
+    from ram_core.models.weights import list_models
 
     return list_models()
 

@@ -7,8 +7,8 @@ from bpy_extras.object_utils import world_to_camera_view
 from conftest import CAMERA, DEMO_VIDEO, EXTENSION_MODULE, submodule, write_result
 from mathutils import Vector
 
-from ram_core.result import ResultFormatError, load_result
-from ram_core.skeleton import JOINT_NAMES, PARENTS, forward_kinematics
+from ram_core.body.skeleton import JOINT_NAMES, PARENTS, forward_kinematics
+from ram_core.io.result import ResultFormatError, load_result
 
 TRACKS = {1: range(20), 4: range(6, 20)}
 

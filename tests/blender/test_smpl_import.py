@@ -18,10 +18,10 @@ from conftest import (
 )
 from smpl_files import random_smpl_arrays, write_python2_pickle
 
+from ram_core.body.skeleton import JOINT_NAMES, REST_JOINTS_M, forward_kinematics
+from ram_core.body.smpl_model import load_smpl_model
 from ram_core.errors import BadInputError, MissingModelError
-from ram_core.result import load_result
-from ram_core.skeleton import JOINT_NAMES, REST_JOINTS_M, forward_kinematics
-from ram_core.smpl_model import load_smpl_model
+from ram_core.io.result import load_result
 
 TRACKS = {1: range(12), 4: range(3, 12)}
 BETAS = {1: np.linspace(-1.5, 1.5, 10), 4: np.array([2.0, -1.0, 0.5, 0, 0, 0, 0, 0, 0, 0.8])}

@@ -1,0 +1,474 @@
+"""The result folder, format ``ram-motion`` version 1: writing it atomically and reading it.
+
+numpy + json + stdlib at module level: Blender imports this module (it has no cv2 or scipy).
+Only the mask functions need OpenCV, and import it when called.
+
+A folder ``NAME.ram/`` holds ``manifest.json``, ``tracks.npz`` (the arrays of
+``TRACK_ARRAYS``, one row per (track, frame), sorted by track then frame), ``masks/``
+(``{frame:06d}.png`` label images: track ID per pixel, 0 = background) and ``edits.json``
+(the artist's append-only edit log, see ``ram_core.io.edits``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ram_core.errors import BadInputError
+from ram_core.io.edits import (
+    EDITS_FILE_NAME,
+    MAX_TRACK_ID,
+    MIN_TRACK_ID,
+    empty_edits_document,
+    read_edits,
+)
+from ram_core.io.edits import apply_edits as apply_edit_log
+
+FORMAT_NAME = "ram-motion"
+FORMAT_VERSION = 1
+MANIFEST_FILE_NAME = "manifest.json"
+TRACKS_FILE_NAME = "tracks.npz"
+MASKS_DIR_NAME = "masks"
+
+# name -> (shape after the row axis, dtype). Every array has N rows.
+TRACK_ARRAYS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+    "track_id": ((), np.dtype(np.int32)),
+    "frame": ((), np.dtype(np.int32)),
+    "global_orient": ((3,), np.dtype(np.float32)),
+    "body_pose": ((23, 3), np.dtype(np.float32)),
+    "betas": ((10,), np.dtype(np.float32)),
+    "transl": ((3,), np.dtype(np.float32)),
+    "box_xyxy": ((4,), np.dtype(np.float32)),
+    "s_mask": ((), np.dtype(np.float32)),
+    "s_kf": ((), np.dtype(np.float32)),
+    "s_fused": ((), np.dtype(np.float32)),
+    "reliability": ((), np.dtype(np.float32)),
+    "gate": ((), np.dtype(np.float32)),
+    "occluded": ((), np.dtype(np.bool_)),
+    # Whether the reconstruction at that row is real; where it is not, recon_* hold the
+    # prediction, so the Combiner can be re-run from these arrays alone.
+    "recon_valid": ((), np.dtype(np.bool_)),
+    "recon_global_orient": ((3,), np.dtype(np.float32)),
+    "recon_body_pose": ((23, 3), np.dtype(np.float32)),
+    "recon_transl": ((3,), np.dtype(np.float32)),
+    "pred_global_orient": ((3,), np.dtype(np.float32)),
+    "pred_body_pose": ((23, 3), np.dtype(np.float32)),
+    "pred_transl": ((3,), np.dtype(np.float32)),
+}
+
+
+class ResultFormatError(BadInputError):
+    """A result folder that is missing, not ``ram-motion``, of another version, or corrupt."""
+
+
+def validate_tracks(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Check a tracks table against ``TRACK_ARRAYS``; returns arrays in the exact dtypes.
+
+    Casting is value-preserving: floats from any real float or integer array; int32 from
+    integers that fit; bool from bool or 0/1 integers. Rows must be sorted by track then
+    frame with no repeated (track, frame), track IDs in 1..65535, frames >= 0, floats finite.
+    Raises ValueError naming the offending array.
+    """
+    missing = [name for name in TRACK_ARRAYS if name not in arrays]
+    if missing:
+        raise ValueError(f"The tracks table lacks array(s): {', '.join(missing)}.")
+    unknown = sorted(set(arrays) - set(TRACK_ARRAYS))
+    if unknown:
+        raise ValueError(f"The tracks table has unknown array(s): {', '.join(unknown)}.")
+    rows = np.asarray(arrays["track_id"]).shape[:1]
+    checked: dict[str, np.ndarray] = {}
+    for name, (trailing, dtype) in TRACK_ARRAYS.items():
+        array = np.asarray(arrays[name])
+        expected_shape = rows + trailing
+        if array.ndim == 0 or array.shape != expected_shape:
+            raise ValueError(
+                f"Array {name!r} has shape {array.shape}; expected (N, ...) = {expected_shape}."
+            )
+        checked[name] = _cast(name, array, dtype)
+    track_id, frame = checked["track_id"], checked["frame"]
+    if track_id.size and (track_id.min() < MIN_TRACK_ID or track_id.max() > MAX_TRACK_ID):
+        raise ValueError(f"track_id values must be in {MIN_TRACK_ID}..{MAX_TRACK_ID}.")
+    if frame.size and frame.min() < 0:
+        raise ValueError("frame values must be >= 0.")
+    track_step = np.diff(track_id.astype(np.int64))
+    frame_step = np.diff(frame.astype(np.int64))
+    in_order = (track_step > 0) | ((track_step == 0) & (frame_step > 0))
+    if not np.all(in_order):
+        row = int(np.argmin(in_order)) + 1
+        raise ValueError(
+            f"Rows must be sorted by track then frame, each (track, frame) once; row {row} "
+            f"(track {track_id[row]}, frame {frame[row]}) breaks the order."
+        )
+    return checked
+
+
+def _cast(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` in ``dtype`` without changing any value; ValueError otherwise."""
+    kind = array.dtype.kind
+    if dtype.kind == "f":
+        if kind not in "fiu":
+            raise ValueError(f"Array {name!r} must hold real numbers, got {array.dtype}.")
+        with np.errstate(over="ignore"):
+            cast = array.astype(dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"Array {name!r} holds NaN or infinite values (as {dtype}).")
+        return cast
+    if dtype.kind == "i":
+        if kind not in "iu":
+            raise ValueError(f"Array {name!r} must hold integers, got {array.dtype}.")
+        limits = np.iinfo(dtype)
+        if array.size and (array.min() < limits.min or array.max() > limits.max):
+            raise ValueError(f"Array {name!r} holds values outside {dtype}.")
+        return array.astype(dtype)
+    if kind == "b":
+        return array.astype(dtype)
+    if kind in "iu" and np.all((array == 0) | (array == 1)):
+        return array.astype(dtype)
+    raise ValueError(f"Array {name!r} must hold booleans, got {array.dtype}.")
+
+
+def check_output_path(out_path: str | Path) -> Path:
+    """Refuse an output path the writer must not replace; returns it as a Path.
+
+    Allowed: a path that does not exist yet (its parent is created on write), or an existing
+    ram-motion result folder whose edit log is empty. Refused (BadInputError): anything else
+    that exists, and a result holding the artist's edits, which are never overwritten.
+    """
+    target = Path(out_path)
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or target.is_symlink():
+            raise BadInputError(
+                f"Output {target} exists and is not a ram-motion result folder; pick another "
+                "-o or remove it."
+            )
+        if not _is_ram_motion_folder(target):
+            raise BadInputError(
+                f"Output folder {target} exists and is not a ram-motion result folder; pick "
+                "another -o or remove it."
+            )
+        try:
+            edits = read_edits(target)
+        except (OSError, ValueError) as exc:
+            raise BadInputError(
+                f"Output {target} has an edit log that cannot be read ({exc}); pick another "
+                "-o or remove it."
+            ) from exc
+        if edits:
+            raise BadInputError(
+                f"Output {target} holds {len(edits)} edit(s) by the artist, which are never "
+                "overwritten; pick another -o or remove it."
+            )
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise BadInputError(f"Output {target} cannot be made: {ancestor} is not a folder.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInputError(f"Output {target} cannot be made: {ancestor} is not writable.")
+    return target
+
+
+class ResultWriter:
+    """Writes a result folder beside its target and moves it into place in one rename.
+
+    Use as a context manager::
+
+        with ResultWriter("out.ram") as writer:
+            writer.write_mask(frame, labels)
+            ...
+            writer.finish(manifest, tracks)
+
+    Until ``finish`` succeeds everything lives in ``NAME.ram.tmp-<pid>-<random>``; leaving
+    the block any other way (an exception, KeyboardInterrupt, or no ``finish``) deletes it
+    and leaves the target as it was.
+    """
+
+    def __init__(self, out_path: str | Path) -> None:
+        self.out_path = check_output_path(out_path)
+        self._temporary: Path | None = None
+        self._finished = False
+        self._mask_shape: tuple[int, int] | None = None
+
+    def __enter__(self) -> ResultWriter:
+        if self._temporary is not None or self._finished:
+            raise RuntimeError("A ResultWriter can be entered once.")
+        check_output_path(self.out_path)
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._temporary = _sibling(self.out_path, "tmp")
+        self._temporary.mkdir()
+        try:
+            (self._temporary / MASKS_DIR_NAME).mkdir()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._finished:
+            self._discard()
+
+    @property
+    def temporary_path(self) -> Path | None:
+        """Where the folder is being written (None outside the with-block)."""
+        return self._temporary
+
+    def write_mask(self, frame_index: int, labels: np.ndarray) -> Path:
+        """Write frame ``frame_index``'s label image: (H, W) track IDs, 0 = background.
+
+        Lossless PNG, 8-bit when every ID is below 256, else 16-bit. All masks of a result
+        share one size.
+        """
+        folder = self._open_folder()
+        if isinstance(frame_index, bool) or not isinstance(frame_index, int | np.integer):
+            raise ValueError(f"frame_index must be a whole number, got {frame_index!r}.")
+        if frame_index < 0:
+            raise ValueError(f"frame_index must be >= 0, got {frame_index}.")
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.size == 0:
+            raise ValueError(f"A mask must be a non-empty (H, W) array, got {labels.shape}.")
+        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+            raise ValueError(f"Mask labels must be integer track IDs, got {labels.dtype}.")
+        if labels.min() < 0 or labels.max() > MAX_TRACK_ID:
+            raise ValueError(f"Mask labels must be in 0..{MAX_TRACK_ID}.")
+        if self._mask_shape is None:
+            self._mask_shape = labels.shape
+        elif labels.shape != self._mask_shape:
+            raise ValueError(
+                f"Mask of frame {frame_index} is {labels.shape}; earlier masks are "
+                f"{self._mask_shape}."
+            )
+        image = labels.astype(np.uint8 if labels.max() < 256 else np.uint16)
+        cv2 = _import_cv2()
+        path = mask_path(folder, int(frame_index))
+        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+            raise OSError(f"Could not write mask {path}.")
+        return path
+
+    def finish(self, manifest: dict[str, Any], tracks: dict[str, Any]) -> Path:
+        """Validate, write manifest, tracks and an empty edit log, then move into place.
+
+        Returns the final path. If anything fails before the final rename, nothing appears
+        at the target and the temporary folder is deleted.
+        """
+        folder = self._open_folder()
+        try:
+            checked = validate_tracks(tracks)
+            own = {k: v for k, v in manifest.items() if k not in ("format", "version")}
+            document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **own}
+            _write_json(folder / MANIFEST_FILE_NAME, document)
+            with open(folder / TRACKS_FILE_NAME, "wb") as stream:
+                np.savez_compressed(stream, **checked)
+                stream.flush()
+                os.fsync(stream.fileno())
+            _write_json(folder / EDITS_FILE_NAME, empty_edits_document())
+            # An artist may have edited the old result while the pipeline ran.
+            check_output_path(self.out_path)
+            self._move_into_place(folder)
+        except BaseException:
+            self._discard()
+            raise
+        self._finished = True
+        self._temporary = None
+        return self.out_path
+
+    def _open_folder(self) -> Path:
+        if self._finished:
+            raise RuntimeError("This ResultWriter has already finished.")
+        if self._temporary is None:
+            raise RuntimeError("Use ResultWriter inside a with-block.")
+        return self._temporary
+
+    def _move_into_place(self, folder: Path) -> None:
+        target = self.out_path
+        if not target.exists():
+            os.rename(folder, target)
+            return
+        old = _sibling(target, "old")
+        os.rename(target, old)
+        try:
+            os.rename(folder, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _discard(self) -> None:
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
+
+
+@dataclass
+class RamResult:
+    """A loaded result folder. ``tracks``: name -> (N, ...) arrays as in ``TRACK_ARRAYS``."""
+
+    path: Path
+    manifest: dict[str, Any]
+    tracks: dict[str, np.ndarray]
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    edits_applied: bool = False
+
+    def track_ids(self) -> np.ndarray:
+        """(K,) int32, the IDs present, ascending."""
+        return np.unique(self.tracks["track_id"]).astype(np.int32)
+
+    def track(self, track_id: int) -> dict[str, np.ndarray]:
+        """The rows of one track, in frame order: name -> (T, ...). KeyError if absent."""
+        ids = self.tracks["track_id"]
+        first = int(np.searchsorted(ids, track_id, side="left"))
+        stop = int(np.searchsorted(ids, track_id, side="right"))
+        if first == stop:
+            raise KeyError(f"No track {track_id} in {self.path}.")
+        return {name: array[first:stop] for name, array in self.tracks.items()}
+
+
+def load_result(path: str | Path, apply_edits: bool = True) -> RamResult:
+    """Read a result folder (numpy only); with ``apply_edits`` the edit log is applied.
+
+    Raises ResultFormatError with one clear message for a missing folder, a folder that is
+    not ram-motion, another format, a version other than 1, or corrupt content.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise ResultFormatError(f"No result folder at {folder}.")
+    if not folder.is_dir():
+        raise ResultFormatError(f"{folder} is a file, not a ram-motion result folder.")
+    manifest = _read_manifest(folder)
+    tracks = _read_tracks(folder)
+    try:
+        edits = read_edits(folder)
+    except ValueError as exc:
+        raise ResultFormatError(f"The edit log of {folder} cannot be used: {exc}") from exc
+    if apply_edits and edits:
+        try:
+            tracks = apply_edit_log(tracks, edits)
+        except ValueError as exc:
+            raise ResultFormatError(f"The edits of {folder} cannot be applied: {exc}") from exc
+    return RamResult(
+        path=folder, manifest=manifest, tracks=tracks, edits=edits, edits_applied=apply_edits
+    )
+
+
+def mask_path(path: str | Path, frame: int) -> Path:
+    """Where frame ``frame``'s label image lives in a result folder."""
+    return Path(path) / MASKS_DIR_NAME / f"{int(frame):06d}.png"
+
+
+def read_mask(path: str | Path, frame: int) -> np.ndarray:
+    """Frame ``frame``'s label image: (H, W) uint16 track IDs, 0 = background."""
+    file = mask_path(path, frame)
+    if not file.is_file():
+        raise ResultFormatError(f"{Path(path)} has no mask for frame {frame} ({file}).")
+    cv2 = _import_cv2()
+    image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim != 2:
+        raise ResultFormatError(f"Mask {file} is not a single-channel PNG label image.")
+    return image.astype(np.uint16)
+
+
+def _is_ram_motion_folder(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    manifest_file = folder / MANIFEST_FILE_NAME
+    if not manifest_file.is_file():
+        raise ResultFormatError(f"{folder} is not a ram-motion result folder (no manifest.json).")
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultFormatError(f"{manifest_file} cannot be read as JSON ({exc}).") from exc
+    if not isinstance(manifest, dict) or "format" not in manifest:
+        raise ResultFormatError(f"{folder} is not a ram-motion result folder (no format named).")
+    if manifest["format"] != FORMAT_NAME:
+        raise ResultFormatError(
+            f"{folder} holds format {manifest['format']!r}, not {FORMAT_NAME!r}."
+        )
+    version = manifest.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise ResultFormatError(
+            f"{folder} was written by a newer ram-core ({FORMAT_NAME} version {version}); "
+            f"this reader knows version {FORMAT_VERSION} — update the add-on."
+        )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise ResultFormatError(
+            f"{folder} has {FORMAT_NAME} version {version!r}; this reader knows version "
+            f"{FORMAT_VERSION}."
+        )
+    return manifest
+
+
+def _read_tracks(folder: Path) -> dict[str, np.ndarray]:
+    tracks_file = folder / TRACKS_FILE_NAME
+    if not tracks_file.is_file():
+        raise ResultFormatError(f"{folder} has no {TRACKS_FILE_NAME}.")
+    try:
+        with np.load(tracks_file, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ResultFormatError(f"{tracks_file} is corrupt ({exc}).") from exc
+    try:
+        return validate_tracks(arrays)
+    except ValueError as exc:
+        raise ResultFormatError(f"{tracks_file} is not a valid tracks table: {exc}") from exc
+
+
+def _write_json(path: Path, document: Any) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, indent=1, allow_nan=False, default=_json_value)
+        stream.write("\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _json_value(value: Any) -> Any:
+    """numpy scalars and arrays and paths in a manifest become plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot go into a manifest: {value!r}")
+
+
+def _sibling(target: Path, role: str) -> Path:
+    return target.with_name(f"{target.name}.{role}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _import_cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(
+            "Reading and writing result masks needs OpenCV (cv2), which this Python lacks; "
+            "install opencv-python-headless."
+        ) from exc
+    return cv2
+
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "TRACK_ARRAYS",
+    "RamResult",
+    "ResultFormatError",
+    "ResultWriter",
+    "check_output_path",
+    "load_result",
+    "mask_path",
+    "read_mask",
+    "validate_tracks",
+]

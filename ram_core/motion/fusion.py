@@ -1,0 +1,80 @@
+"""Predictor + Combiner over a whole track table (numpy only, so Blender can run it too).
+
+The pipeline calls this once at the end of a run; ``ram-core combine`` and the add-on call
+it again after the artist's edits change which frames count as observed. It reads the
+reconstruction (``recon_*``, ``recon_valid``) and the reliability columns and rewrites the
+prediction (``pred_*``), the gate and the final pose columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ram_core.motion.combiner import CombinerConfig, combine_track, gate_from_reliability
+from ram_core.motion.predictor import PredictorConfig
+
+
+def track_slices(track_id: np.ndarray) -> list[slice]:
+    """Row ranges of each track in a table sorted by track then frame."""
+    if track_id.size == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, track_id[1:] != track_id[:-1]])
+    ends = np.r_[starts[1:], track_id.size]
+    return [slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def track_reconstruction(
+    table: dict[str, np.ndarray], rows: slice
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One track's reconstruction: pose (T, 24, 3) axis-angle, transl (T, 3), recon_valid
+    (T,), and observed (T,): a real reconstruction not marked occluded, the frames that may
+    feed a prediction."""
+    pose = np.concatenate(
+        [table["recon_global_orient"][rows, None, :], table["recon_body_pose"][rows]], axis=1
+    ).astype(np.float64)
+    transl = table["recon_transl"][rows].astype(np.float64)
+    valid = table["recon_valid"][rows].astype(bool)
+    observed = valid & ~table["occluded"][rows].astype(bool)
+    return pose, transl, valid, observed
+
+
+def fuse_tracks(
+    tracks: dict[str, np.ndarray],
+    predictor_config: PredictorConfig | None = None,
+    combiner_config: CombinerConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Returns a new table with ``pred_*``, ``gate`` and the final pose filled in.
+
+    A frame feeds the Predictor's history only when its reconstruction is real and it is
+    not marked occluded; where the reconstruction is missing, ``recon_*`` take the
+    prediction so the table never holds holes.
+    """
+    predictor_config = predictor_config or PredictorConfig()
+    combiner_config = combiner_config or CombinerConfig()
+    out = {k: np.array(v, copy=True) for k, v in tracks.items()}
+    for rows in track_slices(out["track_id"]):
+        recon_pose, recon_transl, recon_valid, observed = track_reconstruction(out, rows)
+        occluded = out["occluded"][rows].astype(bool)
+
+        gate = gate_from_reliability(
+            out["reliability"][rows].astype(np.float64), occluded, recon_valid, combiner_config
+        )
+        # Each prediction continues the previous *combined* frame, so the output moves
+        # back toward a returning observation only as fast as the gate opens.
+        pose, transl, pred_pose, pred_transl = combine_track(
+            recon_pose, recon_transl, gate, observed, predictor_config
+        )
+        recon_pose = np.where(recon_valid[:, None, None], recon_pose, pred_pose)
+        recon_transl = np.where(recon_valid[:, None], recon_transl, pred_transl)
+
+        out["recon_global_orient"][rows] = recon_pose[:, 0]
+        out["recon_body_pose"][rows] = recon_pose[:, 1:]
+        out["recon_transl"][rows] = recon_transl
+        out["pred_global_orient"][rows] = pred_pose[:, 0]
+        out["pred_body_pose"][rows] = pred_pose[:, 1:]
+        out["pred_transl"][rows] = pred_transl
+        out["gate"][rows] = gate
+        out["global_orient"][rows] = pose[:, 0]
+        out["body_pose"][rows] = pose[:, 1:]
+        out["transl"][rows] = transl
+    return out

@@ -1,0 +1,532 @@
+"""SegFollow: multi-person mask tracking steered by a Kalman motion prior (RAM, sec. 3.1).
+
+Independent of which segmenter feeds it: each frame the segmenter proposes person masks
+near every track's Kalman-predicted box (and near new detections), and SegFollow decides
+who is who with the fused score
+
+    s_fused = alpha * s_mask + (1 - alpha) * s_kf,
+
+s_mask being the segmenter's affinity of a candidate to the track's memory and s_kf the IoU
+of the Kalman-predicted box with the candidate's mask box. Assignment across people is
+Hungarian on ``1 - s_fused``. The Kalman term only counts once the track has had
+``tau_kf`` reliable frames in a row (confidence gate); only reliable frames correct the
+Kalman state; the track memory is an EMA whose decay rises as the Kalman consistency falls,
+frozen when the segmenter says nobody is there.
+
+A segmenter may propose several candidates per prompt (SAM2 gives three per person): the
+Hungarian assignment over all of them both picks one person's mask among their candidates
+(SAMURAI's motion-aware selection) and decides who is who. De-duplication therefore only
+compares candidates of different prompts: one prompt's alternatives overlap by design.
+
+A ``MemorySegmenter`` (SAM2) answers a track's own prompt from that person's memory, so
+s_mask of such a candidate is the segmenter's own confidence (its quality); candidates of
+other prompts are scored, as for any segmenter, by quality times appearance similarity to
+the track. With alpha = 1 the track then takes its segmenter's best candidate: stock SAM2.
+SegFollow tells it which candidate each person got (``commit``: births as the prompt frame,
+hits with the EMA decay and the admission decision) and which tracks are gone (``forget``,
+also called on segmenters that have only that hook, such as the MediaPipe one).
+Detection prompts carry the detector's keypoints above ``prompt_keypoint_min_score`` that
+lie in the frame as positive point prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ram_core.detect.boxes import box_area, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from ram_core.detect.keypoint_rcnn import COCO_KEYPOINTS, PROMPT_KEYPOINTS
+from ram_core.track import kalman
+from ram_core.types import (
+    Detection,
+    Frame,
+    MemorySegmenter,
+    Observation,
+    Prompt,
+    Segmenter,
+    TrackFrame,
+)
+
+_INFEASIBLE = 1e6
+
+
+@dataclass(frozen=True)
+class SegFollowConfig:
+    """Every threshold of the tracker. Defaults from NOTES-method.md (SAMURAI, PHALP)."""
+
+    alpha: float = 0.75
+    """Weight of s_mask in s_fused; SAMURAI's motion weight 0.25 for hiera t/s/b+."""
+    tau_kf: int = 15
+    """Reliable frames in a row before the Kalman term enters s_fused."""
+    reliable_quality: float = 0.3
+    """A frame is reliable when the segmenter's mask quality exceeds this (SAM2's IoU)."""
+    min_match_score: float = 0.3
+    """A track and a candidate below this fused score are not the same person."""
+    kalman_min_visible: float = 0.6
+    """A view whose box area is below this share of the predicted box does not correct the
+    Kalman state (the person is partly hidden)."""
+    occluded_below_visible: float = 0.4
+    """Below this share of the predicted box area a matched person counts as occluded."""
+    gate_chi2: float = 9.2103
+    """Squared Mahalanobis gate on the box centre (chi2 0.99, 2 dof)."""
+    duplicate_overlap: float = 0.7
+    """Candidates whose masks share this much of the smaller one are one person seen from
+    two prompts."""
+    memory_admit_mask: float = 0.5
+    """Memory admission (SAMURAI): s_mask above this, object score > 0, s_kf > 0."""
+    ema_lambda_min: float = 0.5
+    """EMA decay when the Kalman consistency is perfect (new observation weighs most)."""
+    ema_lambda_max: float = 0.95
+    """EMA decay when the Kalman consistency is nil (memory barely moves)."""
+    n_init: int = 5
+    """Frames a new track must be found in before it is confirmed."""
+    tentative_max_misses: int = 2
+    """Frames a not-yet-confirmed track may miss before it is dropped (a partly hidden
+    newcomer is not always found)."""
+    max_age: int = 50
+    """Frames without the person before a track ends (PHALP's max_age)."""
+    birth_min_score: float = 0.5
+    """Detector score a new person needs."""
+    birth_min_size_px: tuple[float, float] = (25.0, 50.0)
+    """Smallest box (w, h) a new person may have."""
+    birth_max_covered: float = 0.5
+    """A detection may start a track only if less than this of its mask lies in others'."""
+    birth_lost_iou: float = 0.3
+    """No birth where a hidden track is predicted to be (it is that person coming back)."""
+    prompt_detection_iou: float = 0.5
+    """A detection this close to a track's predicted box adds no prompt of its own."""
+    prompt_keypoint_min_score: float = 0.88
+    """A detector keypoint becomes a point prompt above this score: the sigmoid of Keypoint
+    R-CNN's heatmap logit, so 0.88 is logit 2, below which Detectron hides keypoints."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 <= self.ema_lambda_min <= self.ema_lambda_max <= 1.0:
+            raise ValueError("need 0 <= ema_lambda_min <= ema_lambda_max <= 1")
+        if self.tau_kf < 0 or self.n_init < 1 or self.max_age < 1:
+            raise ValueError("tau_kf >= 0, n_init >= 1 and max_age >= 1 are required")
+        if self.tentative_max_misses < 0:
+            raise ValueError("tentative_max_misses must be >= 0")
+
+    @property
+    def confirmation_delay(self) -> int:
+        """Most frames after its birth before a track is known to be confirmed or dropped."""
+        return self.n_init - 1 + self.tentative_max_misses
+
+
+@dataclass
+class Track:
+    """One person's state inside SegFollow."""
+
+    track_id: int
+    mean: np.ndarray
+    cov: np.ndarray
+    memory: np.ndarray
+    hits: int = 1
+    confirmed: bool = False
+    reliable_streak: int = 0
+    frames_since_seen: int = 0
+    tentative_misses: int = 0
+
+    @property
+    def predicted_box(self) -> np.ndarray:
+        return xyah_to_xyxy(self.mean[:4])
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    observation: Observation
+    prompt: Prompt
+
+    @property
+    def prompt_track_id(self) -> int | None:
+        return self.prompt.track_id
+
+
+class SegFollow:
+    """Tracks people frame by frame. ``step`` returns a TrackFrame per live track.
+
+    Tentative tracks are reported too (``is_confirmed`` tells them apart) so a caller can
+    keep their first frames once they are confirmed; a tentative track that misses more
+    than ``tentative_max_misses`` frames is dropped (``dropped_tentative`` lists those ids).
+    """
+
+    def __init__(self, segmenter: Segmenter, config: SegFollowConfig | None = None) -> None:
+        self.segmenter = segmenter
+        self.config = config or SegFollowConfig()
+        self.tracks: dict[int, Track] = {}
+        self.dropped_tentative: set[int] = set()
+        self._next_id = 1
+        self._memory = segmenter if isinstance(segmenter, MemorySegmenter) else None
+        self._forget = getattr(segmenter, "forget", None)
+
+    def is_confirmed(self, track_id: int) -> bool:
+        track = self.tracks.get(track_id)
+        return track is not None and track.confirmed
+
+    # -- one frame ---------------------------------------------------------------------
+    def step(self, frame: Frame, detections: Sequence[Detection] | None = None) -> list[TrackFrame]:
+        cfg = self.config
+        for track in self.tracks.values():
+            track.mean, track.cov = kalman.predict(track.mean, track.cov)
+
+        track_list = list(self.tracks.values())
+        prompts = [Prompt(box_xyxy=t.predicted_box, track_id=t.track_id) for t in track_list]
+        detections = [d for d in (detections or []) if self._birth_sized(d)]
+        if detections:
+            predicted = np.array([t.predicted_box for t in track_list]).reshape(-1, 4)
+            det_boxes = np.array([d.box_xyxy for d in detections])
+            overlap = iou_matrix(det_boxes, predicted).max(axis=1, initial=0.0)
+            height, width = frame.rgb.shape[:2]
+            prompts += [
+                self._detection_prompt(d, width, height)
+                for d, o in zip(detections, overlap, strict=True)
+                if o < cfg.prompt_detection_iou
+            ]
+
+        proposals = self.segmenter.segment(frame, prompts) if prompts else []
+        candidates = self._deduplicate(
+            [
+                _Candidate(obs, p)
+                for p, obs_list in zip(prompts, proposals, strict=True)
+                for obs in obs_list
+            ]
+        )
+
+        s_mask, s_kf, s_fused, feasible = self._scores(track_list, candidates)
+        matches = self._assign(s_fused, feasible, [t.frames_since_seen for t in track_list])
+
+        results: list[TrackFrame] = []
+        matched_candidates: set[int] = set()
+        for row, track in enumerate(track_list):
+            col = matches.get(row)
+            if col is None:
+                results.append(self._miss(track, frame.index))
+                continue
+            matched_candidates.add(col)
+            results.append(
+                self._hit(
+                    track,
+                    candidates[col].observation,
+                    frame.index,
+                    float(s_mask[row, col]),
+                    float(s_kf[row, col]),
+                    float(s_fused[row, col]),
+                )
+            )
+
+        self._remove_ended()
+        results = [r for r in results if r.track_id in self.tracks]
+        results += self._births(candidates, matched_candidates, detections, frame.index)
+        return results
+
+    # -- scoring and assignment ---------------------------------------------------------
+    def _birth_sized(self, detection: Detection) -> bool:
+        box = np.asarray(detection.box_xyxy, dtype=np.float64)
+        min_w, min_h = self.config.birth_min_size_px
+        return (
+            detection.score >= self.config.birth_min_score
+            and box[2] - box[0] >= min_w
+            and box[3] - box[1] >= min_h
+        )
+
+    def _detection_prompt(self, detection: Detection, width: int, height: int) -> Prompt:
+        """The detection's box, with its confident in-frame keypoints as positive clicks.
+
+        COCO keypoints (17) are narrowed to shoulders, hips and knees (see
+        ``detect_full.keypoint_prompts`` for why); other keypoint sets are used whole.
+        """
+        box = np.asarray(detection.box_xyxy, dtype=np.float64)
+        if detection.keypoints is None:
+            return Prompt(box_xyxy=box)
+        keypoints = np.asarray(detection.keypoints, dtype=np.float64).reshape(-1, 3)
+        if len(keypoints) == len(COCO_KEYPOINTS):
+            keypoints = keypoints[list(PROMPT_KEYPOINTS)]
+        x, y, score = keypoints.T
+        keep = (
+            (score > self.config.prompt_keypoint_min_score)
+            & (x >= 0)
+            & (x < width)
+            & (y >= 0)
+            & (y < height)
+        )
+        if not keep.any():
+            return Prompt(box_xyxy=box)
+        return Prompt(
+            box_xyxy=box,
+            points_xy=keypoints[keep, :2].copy(),
+            point_labels=np.ones(int(keep.sum()), dtype=np.int32),
+        )
+
+    def _deduplicate(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """One person per mask: of masks from different prompts that cover the same pixels
+        keep the best. A prompt's own alternatives (SAM2's candidates) all stay: they
+        overlap by design, and choosing among them is the assignment's job."""
+        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].observation.quality)
+        kept: list[_Candidate] = []
+        for i in order:
+            cand = candidates[i]
+            if not any(
+                k.prompt is not cand.prompt and self._same_person(cand.observation, k.observation)
+                for k in kept
+            ):
+                kept.append(cand)
+        return kept
+
+    def _same_person(self, a: Observation, b: Observation) -> bool:
+        """Two masks are one person when most of the smaller lies inside the larger.
+
+        Overlap over the smaller mask, not IoU: a crop around a hidden person returns the
+        part of the person in front that the crop shows, a piece of the same body.
+        """
+        if iou_matrix(a.box_xyxy, b.box_xyxy)[0, 0] <= 0.0:
+            return False  # cheap box test first
+        inter = np.count_nonzero(a.mask & b.mask)
+        smaller = min(np.count_nonzero(a.mask), np.count_nonzero(b.mask))
+        return smaller > 0 and inter / smaller >= self.config.duplicate_overlap
+
+    def _scores(
+        self, tracks: list[Track], candidates: list[_Candidate]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """s_mask, s_kf, s_fused and feasibility, each (tracks, candidates)."""
+        cfg = self.config
+        shape = (len(tracks), len(candidates))
+        s_mask = np.zeros(shape)
+        s_kf = np.zeros(shape)
+        s_fused = np.zeros(shape)
+        feasible = np.zeros(shape, dtype=bool)
+        if not tracks or not candidates:
+            return s_mask, s_kf, s_fused, feasible
+        cand_boxes = np.array([c.observation.box_xyxy for c in candidates])
+        cand_centres = xyxy_to_xyah(cand_boxes)[:, :2]
+        for r, track in enumerate(tracks):
+            s_kf[r] = iou_matrix(track.predicted_box, cand_boxes)[0]
+            own = np.array([cand.prompt_track_id == track.track_id for cand in candidates])
+            for c, cand in enumerate(candidates):
+                if own[c] and self._memory is not None:
+                    # Already conditioned on this person's memory: its confidence says it all.
+                    s_mask[r, c] = cand.observation.quality
+                    continue
+                similarity = self.segmenter.appearance_similarity(
+                    track.memory, cand.observation.appearance
+                )
+                s_mask[r, c] = similarity * cand.observation.quality
+            gated = kalman.position_distance(track.mean, track.cov, cand_centres) <= cfg.gate_chi2
+            # A candidate the track's own prompt produced is near it by construction.
+            feasible[r] = gated | (own & (s_kf[r] > 0))
+            if track.reliable_streak >= cfg.tau_kf:
+                s_fused[r] = cfg.alpha * s_mask[r] + (1 - cfg.alpha) * s_kf[r]
+            else:
+                s_fused[r] = s_mask[r]
+        feasible &= s_fused >= cfg.min_match_score
+        return s_mask, s_kf, s_fused, feasible
+
+    @staticmethod
+    def _assign(
+        s_fused: np.ndarray, feasible: np.ndarray, frames_since_seen: Sequence[int]
+    ) -> dict[int, int]:
+        """Hungarian assignment on cost 1 - s_fused, one level of track age at a time.
+
+        Tracks seen in the previous frame choose first, then those hidden for one frame,
+        and so on (DeepSORT's matching cascade): a person who just vanished behind another
+        must not take the mask of the one in front, whose own track saw it a frame ago.
+        """
+        matches: dict[int, int] = {}
+        if s_fused.size == 0 or not feasible.any():
+            return matches
+        free_cols = np.ones(s_fused.shape[1], dtype=bool)
+        ages = np.asarray(frames_since_seen)
+        for age in np.unique(ages):
+            rows = np.flatnonzero(ages == age)
+            cols = np.flatnonzero(free_cols)
+            sub = feasible[np.ix_(rows, cols)]
+            if not sub.any():
+                continue
+            cost = np.where(sub, 1.0 - s_fused[np.ix_(rows, cols)], _INFEASIBLE)
+            for r, c in zip(*linear_sum_assignment(cost), strict=True):
+                if sub[r, c]:
+                    matches[int(rows[r])] = int(cols[c])
+                    free_cols[cols[c]] = False
+        return matches
+
+    # -- track updates ------------------------------------------------------------------
+    def _hit(
+        self,
+        track: Track,
+        obs: Observation,
+        frame_index: int,
+        s_mask: float,
+        s_kf: float,
+        s_fused: float,
+    ) -> TrackFrame:
+        cfg = self.config
+        reliable = obs.quality > cfg.reliable_quality and obs.object_score > 0
+        # A mask much smaller than the motion model expects is a partly hidden person.
+        predicted_area = max(float(box_area(track.predicted_box)), 1.0)
+        visible_ratio = min(1.0, float(box_area(obs.box_xyxy)) / predicted_area)
+        if reliable:
+            track.reliable_streak += 1
+            # Only reliable associations correct the motion model (confidence gate), and
+            # only whole views: the box of a half-hidden person moves with the occluder's
+            # edge, not with the person, and would teach the filter a false velocity.
+            if visible_ratio >= cfg.kalman_min_visible:
+                track.mean, track.cov = kalman.update(
+                    track.mean, track.cov, xyxy_to_xyah(obs.box_xyxy)
+                )
+        else:
+            track.reliable_streak = 0
+        lam, admitted = self._update_memory(track, obs, s_mask, s_kf)
+        if self._memory is not None:
+            self._memory.commit(frame_index, track.track_id, obs, lam, admitted)
+
+        track.hits += 1
+        track.frames_since_seen = 0
+        if not track.confirmed and track.hits >= cfg.n_init:
+            track.confirmed = True
+
+        presence = 1.0 / (1.0 + np.exp(-obs.object_score))
+        reliability = float(np.clip(s_fused * presence * visible_ratio, 0.0, 1.0))
+        occluded = not reliable or visible_ratio < cfg.occluded_below_visible
+        return TrackFrame(
+            track_id=track.track_id,
+            frame=frame_index,
+            box_xyxy=np.asarray(obs.box_xyxy, dtype=np.float64),
+            s_mask=s_mask,
+            s_kf=s_kf,
+            s_fused=s_fused,
+            reliability=reliability,
+            occluded=occluded,
+            observation=obs,
+        )
+
+    def _update_memory(
+        self, track: Track, obs: Observation, s_mask: float, s_kf: float
+    ) -> tuple[float, bool]:
+        """EMA memory: M = lam * M + (1 - lam) * m, lam rising as Kalman consistency falls.
+
+        Returns (lam, admitted); a frame not admitted (or with nobody there, object score
+        <= 0) leaves the memory as it was (lam = 1 in effect).
+        """
+        cfg = self.config
+        consistency = float(np.clip(s_kf, 0.0, 1.0))
+        lam = cfg.ema_lambda_max - (cfg.ema_lambda_max - cfg.ema_lambda_min) * consistency
+        admitted = obs.object_score > 0 and s_mask > cfg.memory_admit_mask and s_kf > 0
+        if admitted:
+            track.memory = lam * track.memory + (1.0 - lam) * np.asarray(
+                obs.appearance, dtype=track.memory.dtype
+            )
+        return lam, admitted
+
+    def _miss(self, track: Track, frame_index: int) -> TrackFrame:
+        track.frames_since_seen += 1
+        track.reliable_streak = 0
+        if not track.confirmed:
+            track.tentative_misses += 1
+        # A hidden person keeps moving but does not keep growing or shrinking: the size
+        # velocity learnt while they disappeared behind someone would only shrink the box.
+        track.mean[6:8] = 0.0
+        return coasting_frame(track.track_id, frame_index, track.predicted_box)
+
+    def _remove_ended(self) -> None:
+        for track_id, track in list(self.tracks.items()):
+            if track.frames_since_seen == 0:
+                continue
+            if not track.confirmed:
+                if track.tentative_misses > self.config.tentative_max_misses:
+                    self.dropped_tentative.add(track_id)
+                    self._end(track_id)
+            elif track.frames_since_seen > self.config.max_age:
+                self._end(track_id)
+
+    def _end(self, track_id: int) -> None:
+        del self.tracks[track_id]
+        if self._forget is not None:
+            self._forget(track_id)
+
+    def _births(
+        self,
+        candidates: list[_Candidate],
+        matched: set[int],
+        detections: Sequence[Detection],
+        frame_index: int,
+    ) -> list[TrackFrame]:
+        """New tracks from detection prompts whose masks lie mostly outside everyone's."""
+        cfg = self.config
+        if not detections:
+            return []
+        taken = [candidates[i].observation.mask for i in matched]
+        occupied = np.logical_or.reduce(taken) if taken else None
+        hidden_boxes = np.array(
+            [t.predicted_box for t in self.tracks.values() if t.frames_since_seen > 0]
+        ).reshape(-1, 4)
+        born: list[TrackFrame] = []
+        for i, cand in enumerate(candidates):
+            if i in matched or cand.prompt_track_id is not None:
+                continue
+            obs = cand.observation
+            area = max(float(obs.mask.sum()), 1.0)
+            covered = 0.0 if occupied is None else float((obs.mask & occupied).sum()) / area
+            if covered >= cfg.birth_max_covered:
+                continue
+            near_hidden = iou_matrix(obs.box_xyxy, hidden_boxes).max(initial=0.0)
+            if near_hidden > cfg.birth_lost_iou:
+                continue
+            if box_area(obs.box_xyxy) <= 0 or obs.object_score <= 0:
+                continue
+            # The detector saw the whole person where the mask may show only the visible
+            # part: the motion model starts from the union of both boxes.
+            track = self._new_track(obs, _union_box(obs.box_xyxy, cand.prompt.box_xyxy))
+            if self._memory is not None:
+                self._memory.commit(frame_index, track.track_id, obs, None, True)
+            occupied = obs.mask.copy() if occupied is None else occupied | obs.mask
+            born.append(
+                TrackFrame(
+                    track_id=track.track_id,
+                    frame=frame_index,
+                    box_xyxy=np.asarray(obs.box_xyxy, dtype=np.float64),
+                    s_mask=float(obs.quality),
+                    s_kf=1.0,
+                    s_fused=float(obs.quality),
+                    reliability=float(obs.quality),
+                    occluded=False,
+                    observation=obs,
+                )
+            )
+        return born
+
+    def _new_track(self, obs: Observation, box_xyxy: np.ndarray) -> Track:
+        mean, cov = kalman.initiate(xyxy_to_xyah(box_xyxy))
+        track = Track(
+            track_id=self._next_id,
+            mean=mean,
+            cov=cov,
+            memory=np.asarray(obs.appearance, dtype=np.float32).copy(),
+            confirmed=self.config.n_init <= 1,
+            reliable_streak=1 if obs.quality > self.config.reliable_quality else 0,
+        )
+        self.tracks[track.track_id] = track
+        self._next_id += 1
+        return track
+
+
+def coasting_frame(track_id: int, frame_index: int, predicted_box: np.ndarray) -> TrackFrame:
+    """What a tracker reports for a person it did not find: the motion model's box, no
+    scores, occluded (so the Predictor fills the pose)."""
+    return TrackFrame(
+        track_id=track_id,
+        frame=frame_index,
+        box_xyxy=predicted_box,
+        s_mask=0.0,
+        s_kf=0.0,
+        s_fused=0.0,
+        reliability=0.0,
+        occluded=True,
+    )
+
+
+def _union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])

@@ -1,0 +1,234 @@
+"""Streaming video input: probe a file, then decode its frames one at a time (OpenCV/FFmpeg).
+
+Frames are never all held in memory: ``iter_frames`` yields one RGB frame at a time, so a
+pipeline that consumes it stays flat in memory however long the video is.
+
+Frame counts. The container's frame count is trusted only after it has been checked: the
+probe decodes the first frame and seeks to the last one. When the last frame cannot be
+decoded, the probe counts the decodable frames once (a full decode, paid only for such
+files). A shortfall within ``count_tolerance`` frames is taken as an approximate count
+(some containers store a duration, not a count) and the decodable count is used with a
+warning; a larger shortfall means the file is truncated or damaged and is refused. The
+same tolerance applies when decoding stops early during iteration.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ram_core.errors import BadInputError
+from ram_core.types import Frame, VideoInfo
+
+DEFAULT_FPS = 30.0
+
+# FFmpeg only: other OpenCV backends (image sequences, camera indices) read a file name as a
+# pattern or a device and would accept things that are not video files.
+_BACKEND = cv2.CAP_FFMPEG
+
+
+def count_tolerance(expected_frames: int) -> int:
+    """How many missing trailing frames still count as an approximate container count.
+
+    2 frames or 1% of the expected count, whichever is larger.
+    """
+    return max(2, int(0.01 * expected_frames))
+
+
+def sane_fps(raw_fps: float, path: str | Path) -> float:
+    """The container's frame rate, or ``DEFAULT_FPS`` with a warning when it is unusable."""
+    fps = float(raw_fps)
+    if math.isfinite(fps) and fps > 0.0:
+        return fps
+    warnings.warn(
+        f"{path}: the video states no usable frame rate ({raw_fps!r}); assuming {DEFAULT_FPS} fps.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return DEFAULT_FPS
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open ``path``, check it decodes, and report its size, frame rate and frame count.
+
+    Raises BadInputError (one sentence naming the file) for a missing path, a folder, an
+    empty, unreadable or truncated file, and a video without frames.
+    """
+    video_path = _checked_file(path)
+    cap = _open(video_path)
+    try:
+        ok, first_bgr = cap.read()
+        if not ok or first_bgr is None:
+            raise BadInputError(f"Video file {video_path} holds no decodable frames.")
+        height, width = first_bgr.shape[:2]
+        fps = sane_fps(cap.get(cv2.CAP_PROP_FPS), video_path)
+        reported = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        frame_count = _verified_frame_count(cap, video_path, reported)
+    finally:
+        cap.release()
+    return VideoInfo(
+        path=str(video_path),
+        fps=fps,
+        width=int(width),
+        height=int(height),
+        frame_count=frame_count,
+    )
+
+
+def iter_frames(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[Frame]:
+    """Decode frames ``start`` (inclusive) to ``end`` (exclusive, default: the last frame).
+
+    The file and the range are checked now, before the first frame is asked for; the
+    returned generator then decodes one frame at a time (``Frame.rgb``: (H, W, 3) uint8 RGB)
+    and raises BadInputError if decoding stops more than ``count_tolerance`` frames early.
+    """
+    return stream_frames(probe_video(path), start, end)
+
+
+def stream_frames(info: VideoInfo, start: int = 0, end: int | None = None) -> Iterator[Frame]:
+    """``iter_frames`` for a video already probed (saves a second probe).
+
+    The range is checked now; the returned generator decodes lazily.
+    """
+    first, stop = frame_range(info, start, end)
+    return _decode(info, first, stop)
+
+
+def frame_range(info: VideoInfo, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Check a ``[start, end)`` request against the video; returns it with ``end`` filled in."""
+    stop = info.frame_count if end is None else end
+    for name, value in (("start", start), ("end", stop)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise BadInputError(f"{name} frame must be a whole number, got {value!r}.")
+    start, stop = int(start), int(stop)
+    if not 0 <= start < info.frame_count:
+        raise BadInputError(
+            f"Start frame {start} is outside {info.path}, which has frames 0 to "
+            f"{info.frame_count - 1}."
+        )
+    if stop > info.frame_count:
+        raise BadInputError(
+            f"End frame {stop} is past the end of {info.path}, which has {info.frame_count} frames."
+        )
+    if start >= stop:
+        raise BadInputError(
+            f"Start frame {start} must come before end frame {stop} (end is exclusive) "
+            f"for {info.path}."
+        )
+    return start, stop
+
+
+def _checked_file(path: str | Path) -> Path:
+    video_path = Path(path)
+    if not video_path.exists():
+        raise BadInputError(f"Video file {video_path} does not exist.")
+    if video_path.is_dir():
+        raise BadInputError(f"{video_path} is a folder, not a video file.")
+    if video_path.stat().st_size == 0:
+        raise BadInputError(f"Video file {video_path} is empty (0 bytes).")
+    return video_path
+
+
+def _open(video_path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(video_path), _BACKEND)
+    if not cap.isOpened():
+        cap.release()
+        raise BadInputError(
+            f"{video_path} cannot be read as a video: it is not a video file, it is damaged "
+            "or holds no frames, or its format is one OpenCV's FFmpeg cannot decode."
+        )
+    return cap
+
+
+def _verified_frame_count(cap: cv2.VideoCapture, video_path: Path, reported: float) -> int:
+    """The number of decodable frames; ``cap`` has just decoded frame 0."""
+    if not math.isfinite(reported) or reported < 1:
+        # Streams without a stored count: counting is the only way to know.
+        return _count_decodable(video_path)
+    expected = round(reported)
+    if expected == 1:
+        return 1
+    cap.set(cv2.CAP_PROP_POS_FRAMES, expected - 1)
+    if cap.grab() and round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == expected:
+        return expected
+    decodable = _count_decodable(video_path)
+    if expected - decodable > count_tolerance(expected):
+        raise BadInputError(
+            f"Video file {video_path} is truncated or damaged: its container says "
+            f"{expected} frames but only {decodable} can be decoded."
+        )
+    if decodable != expected:
+        warnings.warn(
+            f"{video_path}: the container says {expected} frames but {decodable} decode; "
+            f"using {decodable} (the stored count is approximate).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return decodable
+
+
+def _count_decodable(video_path: Path) -> int:
+    cap = _open(video_path)
+    try:
+        count = 0
+        while cap.grab():
+            count += 1
+    finally:
+        cap.release()
+    if count == 0:
+        raise BadInputError(f"Video file {video_path} holds no decodable frames.")
+    return count
+
+
+def _seek(cap: cv2.VideoCapture, video_path: Path, start: int) -> cv2.VideoCapture:
+    """Put ``cap`` before frame ``start``; falls back to decoding forward if seeking is off."""
+    if start == 0:
+        return cap
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    if round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+        return cap
+    cap.release()
+    cap = _open(video_path)
+    for index in range(start):
+        if not cap.grab():
+            cap.release()
+            raise BadInputError(
+                f"Video file {video_path} is truncated or damaged: decoding stopped at frame "
+                f"{index} while seeking to frame {start}."
+            )
+    return cap
+
+
+def _decode(info: VideoInfo, start: int, end: int) -> Iterator[Frame]:
+    video_path = Path(info.path)
+    cap = _seek(_open(video_path), video_path, start)
+    try:
+        for index in range(start, end):
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                missing = info.frame_count - index
+                if missing > count_tolerance(info.frame_count):
+                    raise BadInputError(
+                        f"Video file {video_path} is truncated or damaged: decoding stopped at "
+                        f"frame {index} of {info.frame_count}."
+                    )
+                warnings.warn(
+                    f"{video_path}: decoding stopped at frame {index}, {missing} frame(s) short "
+                    "of the probed count; ending the stream there.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return
+            if bgr.shape[:2] != (info.height, info.width):
+                raise BadInputError(
+                    f"Video file {video_path} changes size at frame {index} "
+                    f"({bgr.shape[1]}x{bgr.shape[0]} instead of {info.width}x{info.height})."
+                )
+            yield Frame(index=index, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
