@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         "combine", help="re-run the Predictor and Combiner with the artist's edits"
     )
     combine.add_argument("result", help="a result folder (NAME.ram)")
-    combine.add_argument("--config", default=None, help="YAML file with stage settings")
+    combine.add_argument(
+        "--config",
+        default=None,
+        help="YAML file whose predictor/combiner settings replace the ones the run recorded",
+    )
     combine.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
 
     from ram_core.eval.evaluate import add_eval_parser
@@ -124,11 +128,15 @@ def _command_run(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _command_combine(args: argparse.Namespace, progress: Progress) -> int:
-    from ram_core.config import load_config
     from ram_core.motion.recombine import recombine_result
 
-    config = load_config(args.config)
-    written = recombine_result(args.result, config.predictor, config.combiner)
+    predictor = combiner = None
+    if args.config is not None:  # else the settings recorded in the result's manifest
+        from ram_core.config import load_config
+
+        config = load_config(args.config)
+        predictor, combiner = config.predictor, config.combiner
+    written = recombine_result(args.result, predictor, combiner)
     progress.done(str(written))
     return ExitCode.OK
 

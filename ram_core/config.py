@@ -18,7 +18,6 @@ configuration is written into the result's manifest.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from ram_core.detect.keypoint_rcnn import FullDetectorConfig
 from ram_core.detect.lite import DetectorConfig
 from ram_core.errors import BadInputError
+from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.predictor import PredictorConfig
 from ram_core.segment.lite import LiteSegmenterConfig
@@ -64,58 +64,6 @@ class RunConfig:
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
 
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """YAML value -> the field's type (ints, floats, bools, tuples, optionals)."""
-    if isinstance(annotation, str):
-        raise TypeError(f"unresolved annotation at {where}")
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        inner = [a for a in options if a is not type(None)]
-        return _convert(value, inner[0], where)
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise ValueError(f"{where} needs a list of {len(args)} values")
-        return tuple(_convert(v, a, where) for v, a in zip(value, args, strict=True))
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} needs true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} needs an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{where} needs a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} needs text, got {value!r}")
-        return value
-    return value
-
-
-def _section(cls: type, values: Any, name: str) -> Any:
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise ValueError(f"section '{name}' must be a mapping of settings")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown setting(s) {', '.join(map(str, unknown))} in section '{name}'; "
-            f"known: {', '.join(sorted(known))}"
-        )
-    kwargs = {k: _convert(v, hints[k], f"{name}.{k}") for k, v in values.items()}
-    return cls(**kwargs)
-
-
 def config_from_dict(document: Any) -> RunConfig:
     """Builds a RunConfig; ValueError with a clear message on anything unknown or invalid."""
     if document is None:
@@ -129,7 +77,7 @@ def config_from_dict(document: Any) -> RunConfig:
             f"unknown section(s) {', '.join(map(str, unknown))}; known: {', '.join(sections)}"
         )
     hints = typing.get_type_hints(RunConfig)
-    return RunConfig(**{n: _section(hints[n], document.get(n), n) for n in sections})
+    return RunConfig(**{n: section_from_mapping(hints[n], document.get(n), n) for n in sections})
 
 
 def load_config(path: str | Path | None) -> RunConfig:

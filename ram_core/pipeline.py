@@ -3,7 +3,10 @@
 
 Frames stream through one at a time. Tracks are reported a few frames late
 (``SegFollowConfig.confirmation_delay``) so that a new person's first frames are kept once
-the track is confirmed, and a false start is never written.
+the track is confirmed, and a false start is never written. The reconstruction stage runs
+at that release, once per frame for every confirmed and observed track, so it sees each
+track's frames in order and never a false start; a track's ``forget`` follows its last
+frame. Only ``confirmation_delay`` frames are held back, so memory stays flat.
 
 Two stages can be swapped by a caller (the ablations in ``ram_core.eval.ablations`` do): the
 tracker (``tracking``: a factory that wraps the segmenter in SegFollow by default, or in
@@ -43,6 +46,7 @@ from ram_core.types import (
     Prompt,
     Segmenter,
     TrackFrame,
+    TrackObservation,
     VideoInfo,
 )
 from ram_core.video.reader import frame_range, probe_video, stream_frames
@@ -158,6 +162,17 @@ def timed_segmenter(inner: Segmenter, timer: StageTimer) -> _TimedSegmenter:
 
 
 @dataclass
+class _Pending:
+    """A frame held back until its tracks are known to be confirmed or dropped: the frame
+    itself (the reconstructor needs its pixels), the tracker's rows, and the tracks that
+    ended just before it."""
+
+    frame: Frame
+    track_frames: list[TrackFrame]
+    ended: list[int]
+
+
+@dataclass
 class _Row:
     frame: TrackFrame
     body: BodyEstimate | None
@@ -210,6 +225,7 @@ class _TrackTable:
                 table["recon_body_pose"][i] = row.body.body_pose
                 table["recon_transl"][i] = row.body.transl
                 table["betas"][i] = row.body.betas
+                table["recon_confidence"][i] = row.body.confidence
         return table
 
 
@@ -292,17 +308,41 @@ def _track(
     stage = tracking(timed_segmenter(parts.segmenter, timer), config)
     tracker = stage.tracker
     lag = stage.confirmation_delay
-    pending: deque[tuple[int, list[_Row]]] = deque()
+    reconstructor = parts.reconstructor
+    pending: deque[_Pending] = deque()
     table = _TrackTable()
     confirmed: set[int] = set()
 
-    def release(frame_index: int, rows: list[_Row]) -> None:
-        kept = [r for r in rows if r.frame.track_id in confirmed]
-        for row in kept:
+    def release(held: _Pending) -> None:
+        kept = [tf for tf in held.track_frames if tf.track_id in confirmed]
+        observed = [tf for tf in kept if tf.observation is not None and not tf.occluded]
+        bodies: dict[int, BodyEstimate | None] = {}
+        if observed:
+            t0 = time.perf_counter()
+            estimates = reconstructor.reconstruct(
+                held.frame,
+                [
+                    TrackObservation(tf.track_id, tf.observation, tf.box_xyxy, tf.reliability)
+                    for tf in observed
+                ],
+                camera,
+            )
+            timer.add("reconstruct", time.perf_counter() - t0)
+            if len(estimates) != len(observed):
+                raise RuntimeError(
+                    f"the reconstructor gave {len(estimates)} estimates for "
+                    f"{len(observed)} tracks"
+                )
+            bodies = {tf.track_id: body for tf, body in zip(observed, estimates, strict=True)}
+        rows = [_Row(tf, bodies.get(tf.track_id)) for tf in kept]
+        for row in rows:
             table.add(row)
-        writer.write_mask(frame_index, _label_image(kept, info.height, info.width))
+        writer.write_mask(held.frame.index, _label_image(rows, info.height, info.width))
+        for track_id in held.ended:
+            reconstructor.forget(track_id)
 
     progress.stage("track", total=stop - first)
+    live: set[int] = set()
     for frame in stream_frames(info, first, stop):
         detections = None
         if (frame.index - first) % config.pipeline.detect_every == 0:
@@ -317,20 +357,18 @@ def _track(
         timer.add("segfollow", time.perf_counter() - t0 - segment_during)
         confirmed.update(t.track_id for t in track_frames if tracker.is_confirmed(t.track_id))
 
-        rows: list[_Row] = []
-        for tf in track_frames:
-            body = None
-            if tf.observation is not None and not tf.occluded:
-                t0 = time.perf_counter()
-                body = parts.reconstructor.reconstruct(frame, tf.observation, camera)
-                timer.add("reconstruct", time.perf_counter() - t0)
-            rows.append(_Row(tf, body))
-        pending.append((frame.index, rows))
+        # A track the tracker no longer reports has ended: its last row is in an earlier,
+        # so earlier released, frame.
+        now_live = {tf.track_id for tf in track_frames}
+        pending.append(_Pending(frame, track_frames, sorted(live - now_live)))
+        live = now_live
         while len(pending) > lag:
-            release(*pending.popleft())
+            release(pending.popleft())
         progress.advance()
     while pending:
-        release(*pending.popleft())
+        release(pending.popleft())
+    for track_id in sorted(live):
+        reconstructor.forget(track_id)
     return table.columns()
 
 
@@ -388,6 +426,7 @@ def _manifest(
             "in pixels is assumed",
         },
         "backend": {"name": parts.name, "reason": parts.reason, **parts.description},
+        "rest_skeleton": parts.reconstructor.rest_skeleton,
         "config": config_to_dict(config),
         "tracks": track_entries,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -215,9 +215,44 @@ class MemorySegmenter(Segmenter, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TrackObservation:
+    """A confirmed track's observation in one frame, as the reconstruction stage gets it.
+
+    observation: the segmenter's chosen candidate (its ``mask`` (H, W) bool, and the lite
+    backend's ``landmarks``). box_xyxy: (4,) the track's box in this frame. reliability:
+    SegFollow's reliability of this frame in [0, 1].
+    """
+
+    track_id: int
+    observation: Observation
+    box_xyxy: np.ndarray
+    reliability: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool, full frame."""
+        return self.observation.mask
+
+
 class Reconstructor(Protocol):
-    """Turns one tracked observation into SMPL parameters."""
+    """The reconstruction stage: SMPL parameters for every confirmed track of a frame.
+
+    Called once per frame, in frame order, with the tracks that are confirmed and observed
+    in it (a temporal reconstructor keeps per-track state between calls, keyed by track
+    id); ``forget(track_id)`` is called once a track has ended, after its last frame was
+    reconstructed. ``rest_skeleton`` is the manifest's record of the skeleton its output is
+    solved on (``ram_core.body.skeleton.builtin_rest_skeleton()`` for the built-in one).
+    """
+
+    rest_skeleton: dict[str, Any]
 
     def reconstruct(
-        self, frame: Frame, observation: Observation, camera: CameraIntrinsics
-    ) -> BodyEstimate | None: ...
+        self, frame: Frame, tracks: Sequence[TrackObservation], camera: CameraIntrinsics
+    ) -> list[BodyEstimate | None]:
+        """One estimate per track, in the order given (None: no usable pose)."""
+        ...
+
+    def forget(self, track_id: int) -> None:
+        """The track ended: free whatever is kept for it."""
+        ...

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_bench_scenes import tiny_ground_truth, write_scene
 
-from ram_core.body.skeleton import REST_JOINTS_M
+from ram_core.body.skeleton import REST_JOINTS_M, builtin_rest_skeleton
 from ram_core.cli import main
 from ram_core.config import RunConfig
 from ram_core.detect.boxes import iou_matrix
@@ -319,16 +319,26 @@ class GroundTruthWorld:
     def appearance_similarity(self, memory: np.ndarray, appearance: np.ndarray) -> float:
         return float(np.dot(memory, appearance) / max(np.linalg.norm(memory), 1e-9))
 
-    def reconstruct(self, frame: Frame, observation: Observation, camera) -> BodyEstimate:
-        person = int(np.argmax(observation.appearance))
-        pelvis = self.gt.joints_cam[frame.index, person, 0].astype(float)
-        return BodyEstimate(
-            global_orient=np.zeros(3),
-            body_pose=np.zeros((23, 3)),
-            betas=np.zeros(10),
-            transl=pelvis - REST_JOINTS_M[0],
-            confidence=1.0,
-        )
+    rest_skeleton = builtin_rest_skeleton()
+
+    def reconstruct(self, frame: Frame, tracks, camera) -> list[BodyEstimate]:
+        estimates = []
+        for track in tracks:
+            person = int(np.argmax(track.observation.appearance))
+            pelvis = self.gt.joints_cam[frame.index, person, 0].astype(float)
+            estimates.append(
+                BodyEstimate(
+                    global_orient=np.zeros(3),
+                    body_pose=np.zeros((23, 3)),
+                    betas=np.zeros(10),
+                    transl=pelvis - REST_JOINTS_M[0],
+                    confidence=1.0,
+                )
+            )
+        return estimates
+
+    def forget(self, track_id: int) -> None:
+        pass
 
 
 def test_every_variant_scores_perfectly_with_perfect_parts(tmp_path):

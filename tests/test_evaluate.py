@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ram_core.cli import EXIT_BAD_INPUT, _ArgumentParser
+from ram_core.cli import _ArgumentParser
 from ram_core.errors import BadInputError
 from ram_core.eval.evaluate import add_eval_parser, run_eval
 from ram_core.io.progress import JsonProgress, NoProgress
+from ram_core.io.protocol import ExitCode
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAMPUS = FIXTURES / "mot" / "TUD-Campus"
@@ -125,7 +126,7 @@ def test_eval_malformed_file_is_one_line_bad_input(tmp_path):
     bad.write_text("1,1,10,20,30,40\n2,1,10,20\n")
     with pytest.raises(BadInputError) as info:
         evaluate("mot", str(CAMPUS / "gt.txt"), str(bad))
-    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert info.value.exit_code == ExitCode.BAD_INPUT
     message = str(info.value)
     assert message.startswith(f"{bad}:2: ")
     assert "\n" not in message

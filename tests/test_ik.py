@@ -228,7 +228,7 @@ def test_lite_reconstructor_recovers_pose_and_translation(seed):
     rng = np.random.default_rng(100 + seed)
     go, bp = _plausible_pose(rng)
     transl = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-0.3, 0.5), rng.uniform(3.0, 9.0)])
-    estimate = LiteReconstructor().reconstruct(
+    estimate = LiteReconstructor().estimate(
         FRAME, _observation_from_pose(go, bp, transl), CAMERA
     )
     assert estimate is not None
@@ -260,7 +260,7 @@ def test_lite_reconstructor_falls_back_to_the_box_and_refuses_missing_landmarks(
     transl = np.array([0.3, 0.1, 6.0])
     visibility = np.full(33, 0.3)  # seen by nobody, but not hopeless
     observation = _observation_from_pose(go, bp, transl, visibility)
-    estimate = LiteReconstructor().reconstruct(FRAME, observation, CAMERA)
+    estimate = LiteReconstructor().estimate(FRAME, observation, CAMERA)
     assert estimate is not None
     assert abs(estimate.transl[2] - transl[2]) < 0.25 * transl[2]
     assert estimate.confidence < 0.3
@@ -272,6 +272,6 @@ def test_lite_reconstructor_falls_back_to_the_box_and_refuses_missing_landmarks(
         object_score=1.0,
         appearance=observation.appearance,
     )
-    assert LiteReconstructor().reconstruct(FRAME, no_marks, CAMERA) is None
+    assert LiteReconstructor().estimate(FRAME, no_marks, CAMERA) is None
     hopeless = _observation_from_pose(go, bp, transl, np.full(33, 0.05))
-    assert LiteReconstructor().reconstruct(FRAME, hopeless, CAMERA) is None
+    assert LiteReconstructor().estimate(FRAME, hopeless, CAMERA) is None

@@ -16,7 +16,7 @@ from ram_core.reconstruct.crop_pose import (
 )
 from ram_core.reconstruct.lite import LiteReconstructor
 from ram_core.segment.lite import LiteSegmenterConfig, MediaPipeSegmenter
-from ram_core.types import CameraIntrinsics, Frame, Observation, Prompt
+from ram_core.types import CameraIntrinsics, Frame, Observation, Prompt, TrackObservation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
@@ -93,10 +93,10 @@ def test_a_mask_without_pose_gives_the_lite_estimate(
     frame, _ = people_frame
     lite = LiteReconstructor()
     for observation in lite_observations:
-        estimate = reconstructor.reconstruct(frame, without_landmarks(observation), camera)
+        estimate = reconstructor.estimate(frame, without_landmarks(observation), camera)
         assert_sane(estimate)
         # The same person through the lite backend (pose found on the unmasked crop).
-        reference = lite.reconstruct(frame, observation, camera)
+        reference = lite.estimate(frame, observation, camera)
         depth = reference.transl[2]
         assert np.linalg.norm(estimate.transl - reference.transl) < 0.1 * depth
         box = observation.box_xyxy
@@ -108,7 +108,7 @@ def test_a_mask_from_a_known_person_box(reconstructor, people_frame, camera):
     frame, boxes = people_frame
     for box in boxes:
         observation = rectangle_observation(frame.rgb.shape[:2], box)
-        estimate = reconstructor.reconstruct(frame, observation, camera)
+        estimate = reconstructor.estimate(frame, observation, camera)
         assert_sane(estimate)
         u, v = pelvis_pixel(estimate, camera)
         assert box[0] < u < box[2] and box[1] + 0.3 * (box[3] - box[1]) < v < box[3]
@@ -119,14 +119,14 @@ def test_a_crop_that_shows_nobody_gives_none(reconstructor, people_frame, camera
     for box in ([250.0, 200.0, 330.0, 350.0], [230.0, 0.0, 330.0, 80.0]):  # floor, wall
         observation = rectangle_observation(frame.rgb.shape[:2], box)
         assert reconstructor.find_landmarks(frame, observation) is None
-        assert reconstructor.reconstruct(frame, observation, camera) is None
+        assert reconstructor.estimate(frame, observation, camera) is None
 
 
 def test_empty_mask_gives_none(reconstructor, people_frame, camera):
     frame, boxes = people_frame
     observation = rectangle_observation(frame.rgb.shape[:2], boxes[0])
     empty = dataclasses.replace(observation, mask=np.zeros_like(observation.mask))
-    assert reconstructor.reconstruct(frame, empty, camera) is None
+    assert reconstructor.estimate(frame, empty, camera) is None
 
 
 def test_a_neighbour_in_front_does_not_steal_the_pose(
@@ -176,8 +176,8 @@ def test_observations_with_landmarks_go_straight_to_the_lite_reconstructor(
     noise = Frame(0, np.random.default_rng(0).integers(0, 255, frame.rgb.shape, dtype=np.uint8))
     with CropPoseReconstructor() as rec:
         for observation in lite_observations:
-            ours = rec.reconstruct(noise, observation, camera)
-            theirs = LiteReconstructor().reconstruct(frame, observation, camera)
+            ours = rec.estimate(noise, observation, camera)
+            theirs = LiteReconstructor().estimate(frame, observation, camera)
             np.testing.assert_array_equal(ours.body_pose, theirs.body_pose)
             np.testing.assert_array_equal(ours.transl, theirs.transl)
 
@@ -191,7 +191,7 @@ def test_closed_reconstructor_and_bad_masks(people_frame, camera):
     rec.close()
     rec.close()
     with pytest.raises(RuntimeError, match="closed"):
-        rec.reconstruct(frame, observation, camera)
+        rec.estimate(frame, observation, camera)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -228,3 +228,31 @@ def test_isolate_person_leaves_the_frame_untouched():
 def test_config_validation():
     with pytest.raises(ValueError, match="mask_dilation"):
         CropPoseConfig(mask_dilation=-0.1)
+
+
+def test_the_stage_takes_every_track_of_a_frame_at_once(
+    lite_observations, people_frame, camera
+):
+    """The track-aware stage gives, in order, exactly the per-person estimates, for the lite
+    reconstructor and for the crop one; both keep nothing per track."""
+    frame, _ = people_frame
+    tracks = [
+        TrackObservation(track_id, observation, observation.box_xyxy, 0.9)
+        for track_id, observation in enumerate(lite_observations, start=3)
+    ]
+    crop_tracks = [
+        dataclasses.replace(track, observation=without_landmarks(track.observation))
+        for track in tracks
+    ]
+    with CropPoseReconstructor() as crop:
+        for rec, batch in ((LiteReconstructor(), tracks), (crop, crop_tracks)):
+            assert rec.rest_skeleton["kind"] == "builtin"
+            estimates = rec.reconstruct(frame, batch, camera)
+            assert len(estimates) == len(batch)
+            for track, estimate in zip(batch, estimates, strict=True):
+                single = rec.estimate(frame, track.observation, camera)
+                np.testing.assert_array_equal(estimate.body_pose, single.body_pose)
+                np.testing.assert_array_equal(estimate.transl, single.transl)
+                assert estimate.confidence == single.confidence
+            rec.forget(tracks[0].track_id)
+            assert rec.reconstruct(frame, [], camera) == []

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,7 @@ MIRROR_INDEX: tuple[int, ...] = tuple(
 )
 
 REST_JSON_PATH = Path(__file__).resolve().parent / "data" / "smpl24_rest.json"
+BUILTIN_SKELETON_NAME = "ram-smpl24-anny"
 
 
 def load_rest_joints(path: Path = REST_JSON_PATH) -> np.ndarray:
@@ -128,3 +130,21 @@ def local_from_world_rotations(world_rotations: np.ndarray) -> np.ndarray:
 def children_of(joint: int) -> tuple[int, ...]:
     """Indices of the joints whose parent is ``joint``."""
     return tuple(j for j, p in enumerate(PARENTS) if p == joint)
+
+
+def builtin_rest_skeleton() -> dict[str, Any]:
+    """How a result's manifest names the built-in skeleton it was solved on.
+
+    ``sha256`` is the rest-joint file's, so a later change of the built-in skeleton is
+    noticed; ``pelvis_m`` is the rest pelvis ``transl`` was solved against (SMPL's
+    convention: the posed pelvis is ``pelvis_m + transl`` rotated about it).
+    """
+    import hashlib
+
+    return {
+        "kind": "builtin",
+        "name": BUILTIN_SKELETON_NAME,
+        "sha256": hashlib.sha256(REST_JSON_PATH.read_bytes()).hexdigest(),
+        "pelvis_m": [float(v) for v in REST_JOINTS_M[0]],
+    }
+

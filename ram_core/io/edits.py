@@ -19,6 +19,11 @@ in order on load. Edits, each a JSON object:
 
 Edits that name a track with no rows (other than a split's ``new_id`` clash) change
 nothing, so a log stays loadable whatever order tracks disappear in.
+
+The same log remaps the mask label images (``remap_labels``), frame by frame: a swap from
+frame F swaps the two labels on frames >= F, a merge relabels the source everywhere, a split
+relabels the track on frames >= F, a delete clears the track's pixels to background, and an
+occlusion edit leaves masks as they are.
 """
 
 from __future__ import annotations
@@ -150,6 +155,56 @@ def apply_edits(
             raise ValueError(f"Edit {position} ({clean!r}) cannot be applied: {exc}") from exc
     order = np.lexsort((table["frame"], table["track_id"]))
     return {name: array[order] for name, array in table.items()}
+
+
+def remap_labels(labels: np.ndarray, frame: int, edits: list[dict[str, Any]]) -> np.ndarray:
+    """Frame ``frame``'s label image (H, W) with the edits applied; a new array.
+
+    Labels are track IDs (0 = background); ``frame`` is the result's (video) frame number,
+    as in the tracks table and the edits. Labels no edit touches are kept.
+    """
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    present = present[present != 0]
+    if not edits or present.size == 0:
+        return labels.copy()
+    mapping = label_mapping(edits, frame, present.tolist())
+    lookup = np.arange(int(present.max()) + 1, dtype=np.int64)
+    for source, target in mapping.items():
+        lookup[source] = target
+    remapped = lookup[labels]
+    if remapped.size and remapped.max() > np.iinfo(labels.dtype).max:
+        return remapped.astype(np.uint16)
+    return remapped.astype(labels.dtype)
+
+
+def label_mapping(edits: list[dict[str, Any]], frame: int, labels: list[int]) -> dict[int, int]:
+    """Where each of ``labels`` (track IDs drawn in frame ``frame``) ends up after the edits:
+    {original: final}, 0 for a deleted track."""
+    current = {int(label): int(label) for label in labels}
+    for edit in edits:
+        clean = validate_edit(edit)
+        op = clean["op"]
+        if op == "swap" and frame >= clean["from_frame"]:
+            a, b = clean["track_a"], clean["track_b"]
+            current = {k: (b if v == a else a if v == b else v) for k, v in current.items()}
+        elif op == "merge":
+            current = {k: (clean["into"] if v == clean["from"] else v) for k, v in current.items()}
+        elif op == "split" and frame >= clean["from_frame"]:
+            track, new_id = clean["track"], clean["new_id"]
+            current = {k: (new_id if v == track else v) for k, v in current.items()}
+        elif op == "delete":
+            current = {k: (0 if v == clean["track"] else v) for k, v in current.items()}
+    return current
+
+
+def edits_digest(edits: list[dict[str, Any]]) -> str:
+    """SHA-256 of a list of edits in canonical JSON: says which log a derived file was made
+    from (``combined.npz`` records the digest of the edits it applied)."""
+    import hashlib
+
+    canonical = json.dumps([validate_edit(e) for e in edits], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _checked_field(op: str, name: str, kind: str, value: Any) -> int | bool:

@@ -1,12 +1,22 @@
-"""The result folder, format ``ram-motion`` version 1: writing it atomically and reading it.
+"""The result folder, format ``ram-motion`` version 1: the one contract between the pipeline
+and everything that reads its output. This module writes it atomically and reads it.
 
-numpy + json + stdlib at module level: Blender imports this module (it has no cv2 or scipy).
-Only the mask functions need OpenCV, and import it when called.
+numpy and the standard library only: Blender imports this module (it has no cv2 or scipy).
 
 A folder ``NAME.ram/`` holds ``manifest.json``, ``tracks.npz`` (the arrays of
 ``TRACK_ARRAYS``, one row per (track, frame), sorted by track then frame), ``masks/``
-(``{frame:06d}.png`` label images: track ID per pixel, 0 = background) and ``edits.json``
-(the artist's append-only edit log, see ``ram_core.io.edits``).
+(``{frame:06d}.png`` greyscale label images: track ID per pixel, 0 = background),
+``edits.json`` (the artist's append-only edit log, see ``ram_core.io.edits``) and, once the
+Combiner has been re-run, ``combined.npz``.
+
+``load_result`` gives the layers in order: the pipeline's output (``tracks.npz``), the edits
+applied, and the Combiner's re-run where there is one (``combined.npz`` records which prefix
+of the edit log it was made from; edits appended after it are applied on top of it).
+``read_mask`` gives a frame's label image remapped through the same edits.
+
+Version rule: version 1 grows only by additions. An array added later (``LATER_ARRAYS``) is
+filled on read from what an older result holds, and a manifest field added later has a
+documented default (``solved_rest_skeleton``), so every version-1 result still loads.
 """
 
 from __future__ import annotations
@@ -16,27 +26,34 @@ import os
 import secrets
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ram_core.body.skeleton import builtin_rest_skeleton
 from ram_core.errors import BadInputError
 from ram_core.io.edits import (
     EDITS_FILE_NAME,
     MAX_TRACK_ID,
     MIN_TRACK_ID,
+    edits_digest,
     empty_edits_document,
     read_edits,
+    remap_labels,
 )
 from ram_core.io.edits import apply_edits as apply_edit_log
+from ram_core.io.png import decode_png, encode_label_png
 
 FORMAT_NAME = "ram-motion"
 FORMAT_VERSION = 1
 MANIFEST_FILE_NAME = "manifest.json"
 TRACKS_FILE_NAME = "tracks.npz"
 MASKS_DIR_NAME = "masks"
+# zlib level of the mask PNGs: label images are long runs, so a low level is nearly as small.
+MASK_COMPRESSION_LEVEL = 3
 
 # name -> (shape after the row axis, dtype). Every array has N rows.
 TRACK_ARRAYS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
@@ -62,7 +79,21 @@ TRACK_ARRAYS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
     "pred_global_orient": ((3,), np.dtype(np.float32)),
     "pred_body_pose": ((23, 3), np.dtype(np.float32)),
     "pred_transl": ((3,), np.dtype(np.float32)),
+    # How much the reconstructor trusted each estimate, [0, 1]; 0 where recon_valid is False.
+    "recon_confidence": ((), np.dtype(np.float32)),
 }
+
+# Arrays added to version 1 after it first shipped, and how a result without them reads.
+LATER_ARRAYS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
+    # Older results dropped the confidence; the Combiner used every real reconstruction at
+    # full trust, which is what 1 where recon_valid says.
+    "recon_confidence": lambda arrays: np.asarray(arrays["recon_valid"]).astype(np.float32),
+}
+
+COMBINED_FILE_NAME = "combined.npz"
+# Entries of combined.npz beside the tracks table: which edits it was made from.
+_COMBINED_EDIT_COUNT = "_edit_count"
+_COMBINED_EDIT_DIGEST = "_edit_digest"
 
 
 class ResultFormatError(BadInputError):
@@ -72,11 +103,16 @@ class ResultFormatError(BadInputError):
 def validate_tracks(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
     """Check a tracks table against ``TRACK_ARRAYS``; returns arrays in the exact dtypes.
 
-    Casting is value-preserving: floats from any real float or integer array; int32 from
+    Arrays of ``LATER_ARRAYS`` that an older table lacks are filled in. Casting is
+    value-preserving: floats from any real float or integer array; int32 from
     integers that fit; bool from bool or 0/1 integers. Rows must be sorted by track then
     frame with no repeated (track, frame), track IDs in 1..65535, frames >= 0, floats finite.
     Raises ValueError naming the offending array.
     """
+    arrays = dict(arrays)
+    for name, fill in LATER_ARRAYS.items():
+        if name not in arrays and all(n in arrays for n in TRACK_ARRAYS if n not in LATER_ARRAYS):
+            arrays[name] = fill(arrays)
     missing = [name for name in TRACK_ARRAYS if name not in arrays]
     if missing:
         raise ValueError(f"The tracks table lacks array(s): {', '.join(missing)}.")
@@ -245,11 +281,8 @@ class ResultWriter:
                 f"Mask of frame {frame_index} is {labels.shape}; earlier masks are "
                 f"{self._mask_shape}."
             )
-        image = labels.astype(np.uint8 if labels.max() < 256 else np.uint16)
-        cv2 = _import_cv2()
         path = mask_path(folder, int(frame_index))
-        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-            raise OSError(f"Could not write mask {path}.")
+        path.write_bytes(encode_label_png(labels, compression_level=MASK_COMPRESSION_LEVEL))
         return path
 
     def finish(self, manifest: dict[str, Any], tracks: dict[str, Any]) -> Path:
@@ -308,13 +341,21 @@ class ResultWriter:
 
 @dataclass
 class RamResult:
-    """A loaded result folder. ``tracks``: name -> (N, ...) arrays as in ``TRACK_ARRAYS``."""
+    """A loaded result folder. ``tracks``: name -> (N, ...) arrays as in ``TRACK_ARRAYS``.
+
+    ``layers`` says what ``tracks`` holds, in order: ``("pipeline",)``, then ``"edits"``
+    when the edit log was applied, then ``"combined"`` when it starts from the Combiner's
+    re-run. ``combined_stale`` is True when a ``combined.npz`` was found but not used (it
+    was made from edits that are no longer the log's start).
+    """
 
     path: Path
     manifest: dict[str, Any]
     tracks: dict[str, np.ndarray]
     edits: list[dict[str, Any]] = field(default_factory=list)
     edits_applied: bool = False
+    layers: tuple[str, ...] = ("pipeline",)
+    combined_stale: bool = False
 
     def track_ids(self) -> np.ndarray:
         """(K,) int32, the IDs present, ascending."""
@@ -329,9 +370,20 @@ class RamResult:
             raise KeyError(f"No track {track_id} in {self.path}.")
         return {name: array[first:stop] for name, array in self.tracks.items()}
 
+    @property
+    def rest_skeleton(self) -> dict[str, Any]:
+        """The rest skeleton the result was solved on (see ``solved_rest_skeleton``)."""
+        return solved_rest_skeleton(self.manifest)
 
-def load_result(path: str | Path, apply_edits: bool = True) -> RamResult:
-    """Read a result folder (numpy only); with ``apply_edits`` the edit log is applied.
+
+def load_result(
+    path: str | Path, apply_edits: bool = True, use_combined: bool = True
+) -> RamResult:
+    """Read a result folder (numpy only), the layers in order.
+
+    ``apply_edits``: apply the edit log (False: the pipeline's own output, nothing else).
+    ``use_combined``: start from the Combiner's re-run (``combined.npz``) where there is one
+    made from a prefix of the current log, and apply the rest of the log on top of it.
 
     Raises ResultFormatError with one clear message for a missing folder, a folder that is
     not ram-motion, another format, a version other than 1, or corrupt content.
@@ -342,19 +394,86 @@ def load_result(path: str | Path, apply_edits: bool = True) -> RamResult:
     if not folder.is_dir():
         raise ResultFormatError(f"{folder} is a file, not a ram-motion result folder.")
     manifest = _read_manifest(folder)
-    tracks = _read_tracks(folder)
+    tracks = _read_tracks(folder / TRACKS_FILE_NAME)
     try:
         edits = read_edits(folder)
     except ValueError as exc:
         raise ResultFormatError(f"The edit log of {folder} cannot be used: {exc}") from exc
-    if apply_edits and edits:
+    if not apply_edits:
+        return RamResult(path=folder, manifest=manifest, tracks=tracks, edits=edits)
+    layers: tuple[str, ...] = ("pipeline", "edits")
+    pending = edits
+    combined_stale = False
+    if use_combined and (folder / COMBINED_FILE_NAME).is_file():
+        combined, made_from = _read_combined(folder / COMBINED_FILE_NAME)
+        if made_from is not None and _is_log_prefix(made_from, edits):
+            tracks, pending = combined, edits[made_from[0] :]
+            layers = ("pipeline", "edits", "combined")
+        else:
+            combined_stale = True
+    if pending:
         try:
-            tracks = apply_edit_log(tracks, edits)
+            tracks = apply_edit_log(tracks, pending)
         except ValueError as exc:
             raise ResultFormatError(f"The edits of {folder} cannot be applied: {exc}") from exc
     return RamResult(
-        path=folder, manifest=manifest, tracks=tracks, edits=edits, edits_applied=apply_edits
+        path=folder,
+        manifest=manifest,
+        tracks=tracks,
+        edits=edits,
+        edits_applied=True,
+        layers=layers,
+        combined_stale=combined_stale,
     )
+
+
+def write_combined(path: str | Path, tracks: dict[str, Any], edits: list[dict[str, Any]]) -> Path:
+    """Write the Combiner's re-run (a full tracks table made with ``edits`` applied) as
+    ``combined.npz``, replacing any earlier one atomically. Never touches ``tracks.npz``."""
+    folder = Path(path)
+    checked = validate_tracks(tracks)
+    target = folder / COMBINED_FILE_NAME
+    temporary = _sibling(target, "tmp")
+    entries = {
+        **checked,
+        _COMBINED_EDIT_COUNT: np.asarray(len(edits), dtype=np.int64),
+        _COMBINED_EDIT_DIGEST: np.asarray(edits_digest(edits)),
+    }
+    try:
+        with open(temporary, "wb") as stream:
+            np.savez_compressed(stream, **entries)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def solved_rest_skeleton(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The rest skeleton a result was solved on, from its manifest's ``rest_skeleton``.
+
+    ``{"kind": "builtin", "name", "sha256", "pelvis_m"}``: the built-in SMPL-24 skeleton,
+    ``transl`` solved against its rest pelvis ``pelvis_m``. ``{"kind": "smpl_file",
+    "sha256", ...}``: the user's SMPL model file (by hash), in the body model's own terms.
+    Results written before the field existed were all solved on the built-in skeleton
+    (both backends fitted it by inverse kinematics), so that is the default.
+    Raises ResultFormatError for a field of an unknown kind.
+    """
+    record = manifest.get("rest_skeleton")
+    if record is None:
+        return {**builtin_rest_skeleton(), "recorded": False}
+    if not isinstance(record, dict) or record.get("kind") not in ("builtin", "smpl_file"):
+        raise ResultFormatError(
+            f"The manifest's rest_skeleton {record!r} is not one this reader knows "
+            "(builtin or smpl_file); update the add-on."
+        )
+    if record["kind"] == "builtin":
+        pelvis = record.get("pelvis_m", [0.0, 0.0, 0.0])
+        if not (isinstance(pelvis, list) and len(pelvis) == 3):
+            raise ResultFormatError(f"The manifest's rest_skeleton pelvis_m {pelvis!r} is bad.")
+    return {**record, "recorded": True}
 
 
 def mask_path(path: str | Path, frame: int) -> Path:
@@ -362,16 +481,34 @@ def mask_path(path: str | Path, frame: int) -> Path:
     return Path(path) / MASKS_DIR_NAME / f"{int(frame):06d}.png"
 
 
-def read_mask(path: str | Path, frame: int) -> np.ndarray:
-    """Frame ``frame``'s label image: (H, W) uint16 track IDs, 0 = background."""
+def read_mask(
+    path: str | Path,
+    frame: int,
+    apply_edits: bool = True,
+    edits: list[dict[str, Any]] | None = None,
+) -> np.ndarray:
+    """Frame ``frame``'s label image: (H, W) uint16 track IDs, 0 = background (numpy only).
+
+    With ``apply_edits`` the labels are remapped through the edit log, so they name the
+    same tracks as ``load_result``'s table. ``edits``: the log when the caller has it
+    already (reading many frames), else it is read from the folder.
+    """
     file = mask_path(path, frame)
     if not file.is_file():
         raise ResultFormatError(f"{Path(path)} has no mask for frame {frame} ({file}).")
-    cv2 = _import_cv2()
-    image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-    if image is None or image.ndim != 2:
-        raise ResultFormatError(f"Mask {file} is not a single-channel PNG label image.")
-    return image.astype(np.uint16)
+    try:
+        image = decode_png(file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ResultFormatError(f"Mask {file} is not a greyscale PNG label image ({exc}).") from exc
+    labels = image.astype(np.uint16)
+    if not apply_edits:
+        return labels
+    if edits is None:
+        try:
+            edits = read_edits(path)
+        except ValueError as exc:
+            raise ResultFormatError(f"The edit log of {path} cannot be used: {exc}") from exc
+    return remap_labels(labels, int(frame), edits).astype(np.uint16)
 
 
 def _is_ram_motion_folder(folder: Path) -> bool:
@@ -410,19 +547,39 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def _read_tracks(folder: Path) -> dict[str, np.ndarray]:
-    tracks_file = folder / TRACKS_FILE_NAME
-    if not tracks_file.is_file():
-        raise ResultFormatError(f"{folder} has no {TRACKS_FILE_NAME}.")
+def _read_npz(file: Path) -> dict[str, np.ndarray]:
+    if not file.is_file():
+        raise ResultFormatError(f"{file.parent} has no {file.name}.")
     try:
-        with np.load(tracks_file, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with np.load(file, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ResultFormatError(f"{tracks_file} is corrupt ({exc}).") from exc
+        raise ResultFormatError(f"{file} is corrupt ({exc}).") from exc
+
+
+def _read_tracks(file: Path, arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    arrays = _read_npz(file) if arrays is None else arrays
     try:
         return validate_tracks(arrays)
     except ValueError as exc:
-        raise ResultFormatError(f"{tracks_file} is not a valid tracks table: {exc}") from exc
+        raise ResultFormatError(f"{file} is not a valid tracks table: {exc}") from exc
+
+
+def _read_combined(file: Path) -> tuple[dict[str, np.ndarray], tuple[int, str] | None]:
+    """combined.npz's table and which edits it was made from: (how many, their digest), or
+    None for a file that does not say (it is then not used)."""
+    arrays = _read_npz(file)
+    count = arrays.pop(_COMBINED_EDIT_COUNT, None)
+    digest = arrays.pop(_COMBINED_EDIT_DIGEST, None)
+    table = _read_tracks(file, arrays)
+    if count is None or digest is None or count.ndim or digest.ndim:
+        return table, None
+    return table, (int(count), str(digest))
+
+
+def _is_log_prefix(made_from: tuple[int, str], edits: list[dict[str, Any]]) -> bool:
+    count, digest = made_from
+    return 0 <= count <= len(edits) and edits_digest(edits[:count]) == digest
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -448,20 +605,11 @@ def _sibling(target: Path, role: str) -> Path:
     return target.with_name(f"{target.name}.{role}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _import_cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError(
-            "Reading and writing result masks needs OpenCV (cv2), which this Python lacks; "
-            "install opencv-python-headless."
-        ) from exc
-    return cv2
-
-
 __all__ = [
+    "COMBINED_FILE_NAME",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "LATER_ARRAYS",
     "TRACK_ARRAYS",
     "RamResult",
     "ResultFormatError",
@@ -470,5 +618,7 @@ __all__ = [
     "load_result",
     "mask_path",
     "read_mask",
+    "solved_rest_skeleton",
     "validate_tracks",
+    "write_combined",
 ]

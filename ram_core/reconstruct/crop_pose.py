@@ -18,23 +18,34 @@ landmarks moved 1.3-1.6% of the body height from the unmasked ones without dilat
 0.7-0.9% with 3%; with exact masks any dilation of 0-3% stays within ~1-2%.
 
 MediaPipe runs in static-image mode (person detector + landmarks on every crop). Its video
-mode, which the lite segmenter prefers, needs one graph per track, and the ``Reconstructor``
-protocol passes no track identity; a graph shared by several people would carry one
-person's region of interest into another's crop. The cost is the detector pass on every
-crop: about 1.6-1.9 times the time of video mode per person (the lite segmenter's
-measurements; ~28 ms per person at 640x360 on two CPU cores here), small beside a SAM2 step.
+mode, which the lite segmenter prefers, needs one graph per track (the ``Reconstructor``
+stage now passes track ids and calls ``forget``, so that is possible); a graph shared by
+several people would carry one person's region of interest into another's crop. The cost
+is the detector pass on every crop: about 1.6-1.9 times the time of video mode per person
+(the lite segmenter's measurements; ~28 ms per person at 640x360 on two CPU cores here),
+small beside a SAM2 step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ram_core.reconstruct.lite import LiteReconstructor, LiteReconstructorConfig
 from ram_core.segment.lite import LiteSegmenterConfig, MediaPipeSegmenter, crop_region
-from ram_core.types import BodyEstimate, CameraIntrinsics, Frame, Observation, PoseLandmarks, Prompt
+from ram_core.types import (
+    BodyEstimate,
+    CameraIntrinsics,
+    Frame,
+    Observation,
+    PoseLandmarks,
+    Prompt,
+    TrackObservation,
+)
 
 # Neutral mid grey (zero after MediaPipe's input normalisation) for pixels off the person.
 OUTSIDE_MASK_RGB = (127, 127, 127)
@@ -124,7 +135,20 @@ class CropPoseReconstructor:
         (found,) = self._pose.segment(isolated, [Prompt(box_xyxy=box)])
         return found[0].landmarks if found else None
 
+    @property
+    def rest_skeleton(self) -> dict[str, Any]:
+        return self._lite.rest_skeleton
+
     def reconstruct(
+        self, frame: Frame, tracks: Sequence[TrackObservation], camera: CameraIntrinsics
+    ) -> list[BodyEstimate | None]:
+        """One estimate per track (see ``estimate``)."""
+        return [self.estimate(frame, track.observation, camera) for track in tracks]
+
+    def forget(self, track_id: int) -> None:
+        del track_id  # static mode: nothing is kept per track
+
+    def estimate(
         self, frame: Frame, observation: Observation, camera: CameraIntrinsics
     ) -> BodyEstimate | None:
         """SMPL parameters in the camera frame, or None when no usable pose is in the mask."""
@@ -133,7 +157,7 @@ class CropPoseReconstructor:
             if landmarks is None:
                 return None
             observation = dataclasses.replace(observation, landmarks=landmarks)
-        return self._lite.reconstruct(frame, observation, camera)
+        return self._lite.estimate(frame, observation, camera)
 
     def close(self) -> None:
         """Frees the MediaPipe graph."""

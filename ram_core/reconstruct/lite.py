@@ -12,13 +12,14 @@ betas are zeros: the built-in skeleton has fixed proportions (a neutral adult, s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ram_core.body.skeleton import JOINT_INDEX, REST_JOINTS_M
+from ram_core.body.skeleton import JOINT_INDEX, REST_JOINTS_M, builtin_rest_skeleton
 from ram_core.reconstruct.ik import DIRECT_JOINTS, LM, IkConfig, fit_landmarks
-from ram_core.types import BodyEstimate, CameraIntrinsics, Frame, Observation
+from ram_core.types import BodyEstimate, CameraIntrinsics, Frame, Observation, TrackObservation
 
 NUM_BETAS = 10
 
@@ -113,12 +114,26 @@ def translation_from_box(
 
 
 class LiteReconstructor:
-    """``Reconstructor`` for the lite backend (landmark IK on the built-in skeleton)."""
+    """``Reconstructor`` for the lite backend (landmark IK on the built-in skeleton).
+
+    Each person's estimate depends on that frame's landmarks alone, so it keeps no state
+    per track and ``forget`` has nothing to free.
+    """
 
     def __init__(self, config: LiteReconstructorConfig | None = None):
         self.config = config or LiteReconstructorConfig()
+        self.rest_skeleton = builtin_rest_skeleton()
 
     def reconstruct(
+        self, frame: Frame, tracks: Sequence[TrackObservation], camera: CameraIntrinsics
+    ) -> list[BodyEstimate | None]:
+        """One estimate per track (see ``estimate``)."""
+        return [self.estimate(frame, track.observation, camera) for track in tracks]
+
+    def forget(self, track_id: int) -> None:
+        del track_id
+
+    def estimate(
         self, frame: Frame, observation: Observation, camera: CameraIntrinsics
     ) -> BodyEstimate | None:
         """SMPL parameters in the camera frame, or None when the landmarks are missing or
