@@ -2,8 +2,10 @@
 
     python build_addon.py [--output-dir dist] [--blender-ext PATH/TO/blender_ext.py]
 
-1. ``pip wheel`` builds ``ram_core`` (pure Python: the numpy-only reader and Combiner used
-   inside Blender) into ``wheels/``; the manifest must name exactly that wheel.
+1. ``pip wheel`` builds the Blender wheel of ``ram_core`` into ``wheels/``: only the rooms
+   Blender imports (``BLENDER_ROOMS``: the result contract, the Predictor and Combiner, the
+   body), pure Python that needs numpy alone; the manifest must name exactly that wheel.
+   The stages, the models and the evaluation code stay in the pipeline's own Python.
 2. The extension is assembled in a temporary folder: the manifest, ``ram_blender/``'s
    modules at the top level (the extension's package), and ``wheels/``.
 3. Blender's own builder (``bl_pkg/cli/blender_ext.py``, standard library only) builds the
@@ -27,6 +29,9 @@ MANIFEST = REPO / "blender_manifest.toml"
 PACKAGE_DIR = REPO / "ram_blender"
 WHEELS_DIR = REPO / "wheels"
 BUILDER_RELATIVE = Path("addons_core", "bl_pkg", "cli", "blender_ext.py")
+# What Blender imports of ram_core: these top-level modules and whole rooms, nothing else.
+BLENDER_MODULES = ("__init__.py", "errors.py")
+BLENDER_ROOMS = ("io", "motion", "body")
 
 
 class BuildError(Exception):
@@ -39,31 +44,15 @@ def read_manifest(path: Path = MANIFEST) -> dict:
 
 
 def build_ram_core_wheel(wheels_dir: Path = WHEELS_DIR, python: str = sys.executable) -> Path:
-    """Build the ram_core wheel into ``wheels_dir`` (old ram_core wheels removed)."""
+    """Build the Blender wheel of ram_core into ``wheels_dir`` (old ram_core wheels removed)."""
     wheels_dir.mkdir(parents=True, exist_ok=True)
     for old in wheels_dir.glob("ram_core-*.whl"):
         old.unlink()
     command = [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels_dir)]
     with tempfile.TemporaryDirectory() as scratch:
-        # A copy keeps build/ and *.egg-info out of the working tree.
+        # A lean copy keeps build/ and *.egg-info out of the working tree too.
         source = Path(scratch) / "src"
-        shutil.copytree(
-            REPO,
-            source,
-            ignore=shutil.ignore_patterns(
-                ".git",
-                ".venv*",
-                "wheels",
-                "dist",
-                "build",
-                "*.egg-info",
-                "__pycache__",
-                "demo",
-                "tests",
-                "benchmarks",
-                "*.ram",
-            ),
-        )
+        assemble_blender_wheel_source(source)
         completed = subprocess.run([*command, str(source)], capture_output=True, text=True)
     if completed.returncode != 0:
         raise BuildError(f"pip wheel failed:\n{completed.stderr.strip()}")
@@ -71,6 +60,49 @@ def build_ram_core_wheel(wheels_dir: Path = WHEELS_DIR, python: str = sys.execut
     if len(built) != 1:
         raise BuildError(f"expected one ram_core wheel in {wheels_dir}, found {built}")
     return built[0]
+
+
+def assemble_blender_wheel_source(destination: Path) -> Path:
+    """The source tree of the Blender wheel: ``BLENDER_MODULES`` and ``BLENDER_ROOMS`` of
+    ram_core, and a pyproject with the project's name, version and licence that needs numpy
+    alone and installs no command."""
+    with open(REPO / "pyproject.toml", "rb") as stream:
+        project = tomllib.load(stream)["project"]
+    package = destination / "ram_core"
+    package.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for module in BLENDER_MODULES:
+        shutil.copy2(REPO / "ram_core" / module, package / module)
+    for room in BLENDER_ROOMS:
+        shutil.copytree(REPO / "ram_core" / room, package / room, ignore=ignore)
+    rooms = ", ".join(f'"ram_core.{room}"' for room in BLENDER_ROOMS)
+    data = "\n".join(
+        f'"ram_core.{room}" = ["data/*"]'
+        for room in BLENDER_ROOMS
+        if (REPO / "ram_core" / room / "data").is_dir()
+    )
+    (destination / "pyproject.toml").write_text(
+        f"""[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{project["name"]}"
+version = "{project["version"]}"
+description = "RAM result reader, Predictor and Combiner: the part of ram_core Blender runs"
+requires-python = "{project["requires-python"]}"
+license = "{project["license"]}"
+dependencies = ["numpy>=1.24"]
+
+[tool.setuptools]
+packages = ["ram_core", {rooms}]
+
+[tool.setuptools.package-data]
+{data}
+""",
+        encoding="utf-8",
+    )
+    return destination
 
 
 def manifest_wheels(manifest: dict) -> list[str]:

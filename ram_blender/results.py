@@ -17,17 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.io.palette import track_color
-from ram_core.io.result import RamResult, ResultFormatError, load_result
+from ram_core.io.result import RamResult, ResultFormatError, load_result, solved_rest_skeleton
 
 FRAME_OFFSET = 1
 CAMERA_ROTATION_EULER = (math.pi, 0.0, 0.0)
 CAMERA_TO_WORLD = np.eye(4)
 # Blender's default full-frame sensor; only the ratio lens / sensor matters.
 SENSOR_WIDTH_MM = 36.0
-# Backends that solve on the built-in skeleton (``ram_core.body.skeleton.REST_JOINTS_M``).
-BUILTIN_SKELETON_BACKENDS = frozenset({"lite"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,8 @@ class ImportPlan:
     # The rest pelvis (3,) the result's ``transl`` was solved with, where the result says
     # (the built-in skeleton's); None: the body model's own, as SMPL's convention has it.
     solved_rest_pelvis: np.ndarray | None = None
+    # The manifest's record of that skeleton (``ram_core.io.result.solved_rest_skeleton``).
+    rest_skeleton: dict[str, Any] | None = None
 
 
 def track_object_name(track_id: int) -> str:
@@ -156,9 +155,7 @@ def plan_import(result: RamResult) -> ImportPlan:
             )
         )
     video_path = Path(video["path"]) if video.get("path") else None
-    backend = manifest.get("backend")
-    backend_name = backend.get("name") if isinstance(backend, dict) else None
-    builtin = backend_name in BUILTIN_SKELETON_BACKENDS
+    skeleton = solved_rest_skeleton(manifest)
     return ImportPlan(
         result_path=result.path.resolve(),
         collection_name=f"RAM {result.path.name}",
@@ -169,7 +166,12 @@ def plan_import(result: RamResult) -> ImportPlan:
         camera=camera,
         tracks=tuple(tracks),
         manifest=manifest,
-        solved_rest_pelvis=REST_JOINTS_M[0].copy() if builtin else None,
+        solved_rest_pelvis=(
+            np.asarray(skeleton["pelvis_m"], dtype=np.float64)
+            if skeleton["kind"] == "builtin"
+            else None
+        ),
+        rest_skeleton=skeleton,
     )
 
 

@@ -22,6 +22,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -319,40 +320,80 @@ def _unfilter_wavefront(
     the cells on diagonal d, so every neighbour is a contiguous slice of the previous two rows.
     """
     n, width, bpp = filtered.shape
-    grid = np.zeros((n + width + 1, n + 1, bpp), dtype=np.uint8)
+    # int32 because the predictor-table index below needs it; values stay in 0..255.
+    grid = np.zeros((n + width + 1, n + 1, bpp), dtype=np.int32)
+    itemsize = grid.itemsize
     # Padded cell (i, j) lives at grid[i + j, i]; this strided view addresses it as [i, j].
     cells = as_strided(
-        grid, shape=(n + 1, width + 1, bpp), strides=((n + 2) * bpp, (n + 1) * bpp, 1)
+        grid,
+        shape=(n + 1, width + 1, bpp),
+        strides=((n + 2) * bpp * itemsize, (n + 1) * bpp * itemsize, itemsize),
     )
     if previous is not None:
         cells[0, 1:] = previous
     cells[1:, 1:] = filtered
 
-    kinds = np.zeros((n + 1, 1), dtype=np.intp)
-    kinds[1:, 0] = filter_types
-    zeros = np.zeros((n, bpp), dtype=np.uint8)
-    has_average = bool((filter_types == _FILTER_AVERAGE).any())
-    has_paeth = bool((filter_types == _FILTER_PAETH).any())
+    table = _predictor_table()
+    row_offset = np.empty((n + 1, bpp), dtype=np.int32)
+    row_offset[1:] = (filter_types.astype(np.int32) * _TABLE_SIDE**2 + _TABLE_CENTRE)[:, None]
+    # None rows predict 0, which is not "c + f(b - c, a - c)": their c is masked out instead.
+    keep_up_left: np.ndarray | None = None
+    if bool((filter_types == _FILTER_NONE).any()):
+        keep_up_left = np.empty((n + 1, bpp), dtype=np.int32)
+        keep_up_left[1:] = np.where(filter_types == _FILTER_NONE, 0, -1)[:, None]
     for diagonal in range(2, n + width + 1):
         lo = max(1, diagonal - width)
         hi = min(n, diagonal - 1) + 1
         left = grid[diagonal - 1, lo:hi]
         up = grid[diagonal - 1, lo - 1 : hi - 1]
         up_left = grid[diagonal - 2, lo - 1 : hi - 1]
-        average = paeth = zeros[: hi - lo]
-        if has_average or has_paeth:
-            a = left.astype(np.int16)
-            b = up.astype(np.int16)
-            if has_average:
-                average = ((a + b) >> 1).astype(np.uint8)
-            if has_paeth:
-                c = up_left.astype(np.int16)
-                pa = np.abs(b - c)
-                pb = np.abs(a - c)
-                pc = np.abs(a + b - 2 * c)
-                paeth = np.where(
-                    (pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left)
-                )
-        predictor = np.choose(kinds[lo:hi], (zeros[: hi - lo], left, up, average, paeth))
-        grid[diagonal, lo:hi] += predictor
-    return cells[1:, 1:].copy()
+        index = up - up_left
+        index *= _TABLE_SIDE
+        index += left
+        index -= up_left
+        index += row_offset[lo:hi]
+        predictor = table.take(index)
+        if keep_up_left is None:
+            predictor += up_left
+        else:
+            predictor += up_left & keep_up_left[lo:hi]
+        target = grid[diagonal, lo:hi]
+        target += predictor
+        target &= 0xFF
+    return cells[1:, 1:].astype(np.uint8)
+
+
+_TABLE_SIDE = 511  # b - c and a - c each lie in -255..255
+_TABLE_CENTRE = 255 * _TABLE_SIDE + 255
+
+
+@cache
+def _predictor_table() -> np.ndarray:
+    """Every filter's predictor minus c, by filter type, b - c and a - c, flattened.
+
+    a, b, c are the raw bytes left, above and above-left. Each predictor is c plus a function
+    of (b - c, a - c): Sub = a, Up = b, Average = floor((a + b) / 2) and Paeth's choice of a,
+    b or c all are, which turns the per-type branches into one gather. Row type 0 (None) is
+    zeros; its c is masked by the caller. Shape (5 * 511 * 511,) int32, about 5 MB.
+    """
+    span = np.arange(-255, 256, dtype=np.int32)
+    b_minus_c = span[:, None]
+    a_minus_c = span[None, :]
+    # Paeth per the PNG spec: p = a + b - c; pick the nearest of a, b, c to p, ties in that
+    # order. |p - a| = |b - c|, |p - b| = |a - c|, |p - c| = |(b - c) + (a - c)|.
+    pa = np.abs(b_minus_c)
+    pb = np.abs(a_minus_c)
+    pc = np.abs(b_minus_c + a_minus_c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a_minus_c, np.where(pb <= pc, b_minus_c, 0))
+    shape = (_TABLE_SIDE, _TABLE_SIDE)
+    table = np.stack(
+        [
+            np.zeros(shape, dtype=np.int32),
+            np.broadcast_to(a_minus_c, shape),
+            np.broadcast_to(b_minus_c, shape),
+            (a_minus_c + b_minus_c) >> 1,  # c + floor((a - c + b - c) / 2) = floor((a + b) / 2)
+            paeth,
+        ]
+    ).astype(np.int32)
+    table.flags.writeable = False
+    return table.reshape(-1)

@@ -170,8 +170,11 @@ def write_result(
     """A result folder written by ram_core's own writer; returns its path.
 
     ``betas``: a shape (10,) per track id, the same on every frame (zeros otherwise);
-    ``backend``: the manifest's backend name (none recorded otherwise).
+    ``backend``: the manifest's backend name (none recorded otherwise). The lite backend's
+    results are solved on the built-in skeleton; the others here are in the body model's
+    own terms (SMPL's convention), as a result solved on an SMPL file is.
     """
+    from ram_core.body.skeleton import builtin_rest_skeleton
     from ram_core.io.result import ResultWriter
 
     rng = np.random.default_rng(seed)
@@ -200,6 +203,11 @@ def write_result(
     }
     if backend is not None:
         manifest["backend"] = {"name": backend, "reason": "written by a test"}
+    manifest["rest_skeleton"] = (
+        builtin_rest_skeleton()
+        if backend == "lite"
+        else {"kind": "smpl_file", "name": "any SMPL file (written by a test)"}
+    )
     with ResultWriter(path) as writer:
         writer.finish(manifest, tracks)
     return path

@@ -13,6 +13,8 @@ import zipfile
 import pytest
 from conftest import REPO, write_result
 
+from ram_core.io.edits import append_edit
+
 sys.path.insert(0, str(REPO))
 import build_addon
 
@@ -22,6 +24,9 @@ INSTALL_AND_RUN = textwrap.dedent(
     # ram_core must come from the extension's bundled wheel, not this environment's editable
     # install of the repository.
     sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+    # Blender's Python has none of these; the bundled wheel must not need them.
+    for name in ("cv2", "scipy", "yaml", "torch", "mediapipe", "tqdm"):
+        sys.modules[name] = None
     import bpy
     zip_path, result_path = sys.argv[1], sys.argv[2]
     bpy.ops.extensions.package_install_files(
@@ -31,7 +36,10 @@ INSTALL_AND_RUN = textwrap.dedent(
     enabled = module in bpy.context.preferences.addons
     state = bpy.ops.ram.import_result(filepath=result_path) if enabled else None
     import ram_core
+    edited = ram_core.load_result(result_path)
     print(json.dumps({
+        "track_ids": edited.track_ids().tolist(),
+        "layers": list(edited.layers),
         "enabled": enabled,
         "operator": sorted(state) if state else None,
         "armatures": sorted(o.name for o in bpy.data.objects if o.type == "ARMATURE"),
@@ -52,6 +60,7 @@ def test_built_zip_installs_enables_and_imports(tmp_path):
     assert any(name.startswith("wheels/ram_core-") for name in names)
 
     result = write_result(tmp_path / "take.ram", {3: range(5), 5: range(2, 5)})
+    append_edit(result, {"op": "split", "track": 3, "from_frame": 3, "new_id": 7})
     script = tmp_path / "install_and_run.py"
     script.write_text(INSTALL_AND_RUN)
     user = tmp_path / "fresh_user"
@@ -69,5 +78,6 @@ def test_built_zip_installs_enables_and_imports(tmp_path):
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["enabled"], completed.stdout[-2000:]
     assert report["operator"] == ["FINISHED"]
-    assert report["armatures"] == ["RAM_Person_003", "RAM_Person_005"]
+    assert report["armatures"] == ["RAM_Person_003", "RAM_Person_005", "RAM_Person_007"]
+    assert report["track_ids"] == [3, 5, 7] and report["layers"] == ["pipeline", "edits"]
     assert str(user) in report["ram_core_file"]

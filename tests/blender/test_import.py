@@ -141,3 +141,41 @@ def test_ntsc_frame_rate_becomes_fps_and_base(ext, tmp_path):
     render = bpy.context.scene.render
     assert render.fps == 30
     assert render.fps / render.fps_base == pytest.approx(30000 / 1001)
+
+
+def test_a_result_with_edits_reads_and_imports_edited_with_numpy_alone(ext, tmp_path):
+    """Blender's Python has no cv2 or scipy: ``ram_core.load_result`` and
+    ``ram_core.read_mask`` give the edited tracks and masks there, and the import shows them."""
+    import importlib.util
+
+    import ram_core
+    from ram_core.io.edits import append_edit
+    from ram_core.io.png import write_label_png
+
+    assert importlib.util.find_spec("cv2") is None and importlib.util.find_spec("scipy") is None
+    path = write_result(tmp_path / "edited.ram", {3: range(6), 5: range(2, 6)})
+    for frame in range(6):
+        labels = np.zeros((CAMERA["height"], CAMERA["width"]), np.uint16)
+        labels[:, :100] = 3
+        if frame >= 2:
+            labels[:, 200:300] = 5
+        write_label_png(path / "masks" / f"{frame:06d}.png", labels)
+    append_edit(path, {"op": "swap", "track_a": 3, "track_b": 5, "from_frame": 4})
+    append_edit(path, {"op": "split", "track": 3, "from_frame": 5, "new_id": 8})
+
+    result = ram_core.load_result(path)
+    assert result.track_ids().tolist() == [3, 5, 8]
+    assert result.track(8)["frame"].tolist() == [5]
+    assert result.track(5)["frame"].tolist() == [2, 3, 4, 5]
+    assert result.track(3)["frame"].tolist() == [0, 1, 2, 3, 4]
+    assert ram_core.read_mask(path, 3)[0, 0] == 3
+    assert ram_core.read_mask(path, 4)[0, 0] == 5 and ram_core.read_mask(path, 4)[0, 250] == 3
+    assert ram_core.read_mask(path, 5)[0, 250] == 8
+    assert ram_core.read_mask(path, 5, apply_edits=False)[0, 250] == 5
+
+    report = submodule("importer").import_result(path)
+    assert sorted(a.name for a in report.armatures) == [
+        "RAM_Person_003",
+        "RAM_Person_005",
+        "RAM_Person_008",
+    ]
