@@ -9,7 +9,7 @@ each in its own process (`bash tools/setup_render.sh` makes both):
     .venv/bin/python tools/make_bench_scenes.py --quick --out /tmp/scenes   # tiny, for tests
 
 Each scene becomes SCENES_DIR/<name>/ with video.mp4, scene.json, gt.npz and masks.npz (the
-format in ram_core/bench_scenes.py); the folder appears only once the scene is complete.
+format in ram_core/eval/bench_scenes.py); the folder appears only once the scene is complete.
 Scenes are defined in tools/synthetic/scenes.py; the ground truth (masks by z-buffer
 rasterisation of the posed meshes) in tools/synthetic/bench_truth.py.
 """

@@ -18,7 +18,8 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
   exit 2
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+source tools/pip_quiet.sh
+PIP=(quiet_pip .venv/bin/python)
 "${PIP[@]}" install --upgrade pip >/dev/null
 # numpy<2: mediapipe 0.10.14's compiled parts were built against numpy 1.x.
 "${PIP[@]}" install "numpy>=1.24,<2" -e ".[lite,dev]"

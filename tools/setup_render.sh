@@ -27,7 +27,8 @@ PYCHECK
 if ! tools_ready; then
   echo "setting up .venv-tools (torch 2.13.0 CPU, anny 0.6.2)" >&2
   [ -x .venv-tools/bin/python ] || "$PY" -m venv .venv-tools
-  PIP=(.venv-tools/bin/python -m pip --disable-pip-version-check -q)
+  source tools/pip_quiet.sh
+  PIP=(quiet_pip .venv-tools/bin/python)
   # torch first and pinned: anny asks for torch without a version and would otherwise be
   # free to pull the 5.5 GB CUDA build.
   "${PIP[@]}" install "torch==2.13.0" "numpy>=1.24,<2"

@@ -26,6 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 
+source tools/pip_quiet.sh
+
 # make_env FOLDER BPY_VERSION_PREFIX PIP_SPEC
 make_env() {
   local env=$1 version=$2 spec=$3
@@ -40,7 +42,7 @@ ok = ok and pathlib.Path(ram_core.__file__).resolve().parent == pathlib.Path("ra
 os._exit(0 if ok else 1)
 PYCHECK
   echo "setting up $env ($spec)" >&2
-  local pip=("$env/bin/python" -m pip --disable-pip-version-check -q)
+  local pip=(quiet_pip "$env/bin/python")
   "${pip[@]}" install "$spec" "numpy==1.26.4" "pytest>=8"
   # ram_core without its pipeline dependencies: the Blender side needs the numpy reader only.
   "${pip[@]}" install --no-deps -e .

@@ -36,6 +36,10 @@ _FILTER_NONE, _FILTER_SUB, _FILTER_UP, _FILTER_AVERAGE, _FILTER_PAETH = range(5)
 # Any IDAT size up to 2**31 - 1 is legal; 1 MiB keeps the chunk count (and per-chunk CRC
 # and header overhead) low while staying friendly to readers that buffer one chunk at a time.
 _IDAT_CHUNK_BYTES = 1 << 20
+# Deflate can expand at most ~1032:1 (a 258-byte match in 2 bits), so the compressed size bounds
+# what inflating can allocate; below this many bytes, the unbounded one-shot inflate is allowed.
+_DEFLATE_MAX_RATIO = 1032
+_UNBOUNDED_INFLATE_BYTES = 64 << 20
 _MAX_CHUNK_LENGTH = 2**31 - 1
 _IHDR = struct.Struct(">IIBBBBB")
 _CHUNK_HEADER = struct.Struct(">I4s")
@@ -218,19 +222,27 @@ def _chunks(view: memoryview, offset: int) -> Iterator[tuple[bytes, memoryview]]
 
 def _inflate(compressed: bytes, expected: int) -> bytes:
     """The zlib stream's output, which must be exactly ``expected`` bytes long."""
-    inflater = zlib.decompressobj()
     try:
-        # One byte over the limit is enough to tell "too much data" without inflating a
-        # hostile stream in full.
-        raw = inflater.decompress(compressed, expected + 1)
+        if len(compressed) * _DEFLATE_MAX_RATIO <= max(4 * expected, _UNBOUNDED_INFLATE_BYTES):
+            # Even a hostile stream cannot grow past the bound checked above, so inflate in one
+            # call into a buffer of the right size: several ms faster on a 1080p 16-bit image
+            # than the growing buffer of the bounded path.
+            raw = zlib.decompress(compressed, bufsize=max(expected, 1))
+            finished = True
+        else:
+            inflater = zlib.decompressobj()
+            # One byte over the size is enough to tell "too much data" without inflating a
+            # hostile stream in full.
+            raw = inflater.decompress(compressed, expected + 1)
+            finished = inflater.eof
     except zlib.error as error:
-        raise ValueError(f"PNG image data is not a valid zlib stream: {error}.") from error
+        raise ValueError(f"PNG image data is damaged or truncated (zlib: {error}).") from error
     if len(raw) != expected:
         raise ValueError(
             f"PNG image data decompresses to {'more than ' if len(raw) > expected else ''}"
             f"{len(raw)} bytes; the header's size needs {expected}."
         )
-    if not inflater.eof:
+    if not finished:
         raise ValueError("PNG is truncated: its zlib stream is incomplete.")
     return raw
 
@@ -277,32 +289,27 @@ def _wavefront_passes(slow_rows: np.ndarray, width: int) -> Iterator[tuple[int, 
 def _unfilter_fast(
     filtered: np.ndarray, filter_types: np.ndarray, previous: np.ndarray | None
 ) -> np.ndarray:
-    """Undo None/Sub/Up filters on whole rows at once.
+    """Undo None/Sub/Up filters, whole rows at a time.
 
     filtered: (n, W, bpp) uint8, every filter type in 0..2; previous: (W, bpp) raw row above
     the first row (None = zeros, the top of the image). Returns (n, W, bpp) uint8.
     """
-    up = filter_types == _FILTER_UP
-    if previous is None and bool(up.all()):
-        return np.cumsum(filtered, axis=0, dtype=np.uint8)
     rows = np.array(filtered, dtype=np.uint8)
     sub = filter_types == _FILTER_SUB
     if sub.any():
+        # Sub rows need nothing from the row above, so all of them go in one call.
         rows[sub] = np.cumsum(rows[sub], axis=1, dtype=np.uint8)
-    if not up.any():
-        return rows
-    if previous is not None and up[0]:
-        rows[0] += previous
-    # After a cumulative sum down the image, an Up row holds its raw value plus everything
-    # summed above the nearest non-Up row ("anchor") of its run, which is subtracted back.
-    np.cumsum(rows, axis=0, dtype=np.uint8, out=rows)
-    anchors = np.flatnonzero(~up[1:]) + 1
-    if anchors.size:
-        anchor_of_row = np.zeros(len(rows), dtype=np.intp)
-        anchor_of_row[anchors] = anchors
-        np.maximum.accumulate(anchor_of_row, out=anchor_of_row)
-        below_anchor = anchor_of_row > 0
-        rows[below_anchor] -= rows[anchor_of_row[below_anchor] - 1]
+    # Up rows chain down the image. One add per row beats np.cumsum(axis=0) by ~10x here:
+    # numpy accumulates along axis 0 column by column with a strided inner loop.
+    up_rows = np.flatnonzero(filter_types == _FILTER_UP).tolist()
+    if up_rows and up_rows[0] == 0:
+        if previous is not None:
+            rows[0] += previous
+        up_rows = up_rows[1:]
+    add = np.add
+    for row in up_rows:
+        target = rows[row]
+        add(target, rows[row - 1], out=target)
     return rows
 
 
@@ -321,7 +328,7 @@ def _unfilter_wavefront(
     """
     n, width, bpp = filtered.shape
     # int32 because the predictor-table index below needs it; values stay in 0..255.
-    grid = np.zeros((n + width + 1, n + 1, bpp), dtype=np.int32)
+    grid = np.empty((n + width + 1, n + 1, bpp), dtype=np.int32)
     itemsize = grid.itemsize
     # Padded cell (i, j) lives at grid[i + j, i]; this strided view addresses it as [i, j].
     cells = as_strided(
@@ -329,19 +336,24 @@ def _unfilter_wavefront(
         shape=(n + 1, width + 1, bpp),
         strides=((n + 2) * bpp * itemsize, (n + 1) * bpp * itemsize, itemsize),
     )
-    if previous is not None:
-        cells[0, 1:] = previous
-    cells[1:, 1:] = filtered
+    # Only the padding needs initialising: every other cell read is on an earlier diagonal.
+    cells[:, 0] = 0
+    cells[0, 1:] = 0 if previous is None else previous
+    # Copying plane by plane gives numpy inner loops W long instead of bpp long: ~4x faster.
+    for plane in range(bpp):
+        cells[1:, 1:, plane] = filtered[:, :, plane]
 
     table = _predictor_table()
-    row_offset = np.empty((n + 1, bpp), dtype=np.int32)
-    row_offset[1:] = (filter_types.astype(np.int32) * _TABLE_SIDE**2 + _TABLE_CENTRE)[:, None]
+    # Per padded row i >= 1 (so indexed i - 1): where its filter's slice of the table starts.
+    row_offset = np.empty((n, bpp), dtype=np.int32)
+    row_offset[:] = (filter_types.astype(np.int32) * _TABLE_SIDE**2 + _TABLE_CENTRE)[:, None]
     # None rows predict 0, which is not "c + f(b - c, a - c)": their c is masked out instead.
     keep_up_left: np.ndarray | None = None
     if bool((filter_types == _FILTER_NONE).any()):
-        keep_up_left = np.empty((n + 1, bpp), dtype=np.int32)
-        keep_up_left[1:] = np.where(filter_types == _FILTER_NONE, 0, -1)[:, None]
+        keep_up_left = np.empty((n, bpp), dtype=np.int32)
+        keep_up_left[:] = np.where(filter_types == _FILTER_NONE, 0, -1)[:, None]
     for diagonal in range(2, n + width + 1):
+        # Padded rows lo..hi-1 have a cell on this diagonal, in columns 1..width.
         lo = max(1, diagonal - width)
         hi = min(n, diagonal - 1) + 1
         left = grid[diagonal - 1, lo:hi]
@@ -351,16 +363,20 @@ def _unfilter_wavefront(
         index *= _TABLE_SIDE
         index += left
         index -= up_left
-        index += row_offset[lo:hi]
-        predictor = table.take(index)
+        index += row_offset[lo - 1 : hi - 1]
+        # Indices are in range by construction; "clip" skips numpy's bounds-error bookkeeping.
+        predictor = table.take(index, mode="clip")
         if keep_up_left is None:
             predictor += up_left
         else:
-            predictor += up_left & keep_up_left[lo:hi]
+            predictor += up_left & keep_up_left[lo - 1 : hi - 1]
         target = grid[diagonal, lo:hi]
         target += predictor
         target &= 0xFF
-    return cells[1:, 1:].astype(np.uint8)
+    out = np.empty((n, width, bpp), dtype=np.uint8)
+    for plane in range(bpp):
+        out[:, :, plane] = cells[1:, 1:, plane]
+    return out
 
 
 _TABLE_SIDE = 511  # b - c and a - c each lie in -255..255
