@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from pathlib import Path
@@ -68,7 +69,7 @@ def build_png(
     height, width = image.shape
     data = zlib.compress(reference_filter(image, filter_types))
     cuts = np.linspace(0, len(data), idat_pieces + 1).astype(int).tolist()
-    idat = b"".join(chunk(b"IDAT", data[s:e]) for s, e in zip(cuts[:-1], cuts[1:], strict=True))
+    idat = b"".join(chunk(b"IDAT", data[s:e]) for s, e in itertools.pairwise(cuts))
     if header is None:
         header = ihdr(width, height, 8 * image.dtype.itemsize)
     return SIGNATURE + header + before_idat + idat + chunk(b"IEND", b"")
@@ -133,7 +134,9 @@ def test_round_trip_random(shape: tuple[int, int], high: int, dtype: type) -> No
     np.testing.assert_array_equal(decoded, labels)
 
 
-@pytest.mark.parametrize(("ids", "dtype"), [([1, 2, 3, 4], np.uint8), ([7, 300, 4097, 65535], np.uint16)])
+@pytest.mark.parametrize(
+    ("ids", "dtype"), [([1, 2, 3, 4], np.uint8), ([7, 300, 4097, 65535], np.uint16)]
+)
 def test_round_trip_label_images(ids: list[int], dtype: type) -> None:
     labels = label_image(360, 640, ids)
     for level in (0, 1, 6, 9):
@@ -166,8 +169,9 @@ def test_encoder_writes_up_filtered_greyscale_with_valid_chunks() -> None:
 def test_identical_rows_compress_to_almost_nothing() -> None:
     row = np.random.default_rng(3).integers(0, 256, 700)
     data = encode_label_png(np.tile(row, (500, 1)))
-    # The first row is incompressible (~700 bytes); 499 all-zero Up rows add next to nothing.
-    assert len(data) < 1200
+    # 350 KB of scanlines: one incompressible row (~700 bytes), then 499 rows that are all zero
+    # after the Up filter, which deflate squeezes towards its ~1:1032 limit.
+    assert len(data) < 0.01 * 500 * 701
 
 
 def test_incompressible_image_spans_several_idat_chunks() -> None:
@@ -178,7 +182,7 @@ def test_incompressible_image_spans_several_idat_chunks() -> None:
 
 
 def test_read_and_write_label_png(tmp_path: Path) -> None:
-    labels = label_image(48, 64, [1, 2, 70000 - 4465])
+    labels = label_image(48, 64, [1, 2, 65535])
     write_label_png(tmp_path / "a.png", labels)
     np.testing.assert_array_equal(read_label_png(tmp_path / "a.png"), labels)
     write_label_png(str(tmp_path / "b.png"), labels, compression_level=9)
@@ -250,7 +254,7 @@ def opencv_images(dtype: type) -> dict[str, np.ndarray]:
     wave = 0.5 + 0.4 * np.sin(xx / 9.0) * np.cos(yy / 7.0)
     return {
         "noise": rng.integers(0, top, (60, 80), endpoint=True).astype(dtype),
-        "gradient": ((xx * 3 + yy * 2 + (xx * yy) // 7) * (top // 255)).astype(dtype),
+        "gradient": ((xx * 3 + yy * 2 + (xx * yy) // 7) * (top // 255) % (top + 1)).astype(dtype),
         "smooth": (wave * top + rng.integers(0, 4, (60, 80))).astype(dtype),
         "labels": label_image(120, 200, [1, 2, 3] if dtype == np.uint8 else [1, 300, 65535]),
     }
@@ -359,7 +363,7 @@ def test_unknown_filter_type() -> None:
         (zlib.compress(bytes(4 * 6))[:-2], "truncated"),
         (b"definitely not zlib", "zlib"),
         # So incompressible that the decoder must inflate with an output limit.
-        (zlib.compress(np.random.default_rng(0).bytes(100_000), 0), "more than 24"),
+        (zlib.compress(np.random.default_rng(0).bytes(100_000), 0), "more than the 24 bytes"),
     ],
 )
 def test_wrong_image_data_size(payload: bytes, message: str) -> None:

@@ -6,14 +6,15 @@ of a result folder (track ID per pixel, 0 = background), so this module stands a
 The encoder writes greyscale PNGs (colour type 0), 8-bit when every label is below 256 and
 16-bit otherwise, with filter type 2 (Up) on every scanline: rows of a label image mostly
 repeat the row above, so the filtered data is nearly all zeros and compresses to almost
-nothing, and decoding is a single cumulative sum down the image.
+nothing, and decoding is a running sum down the image (one vectorised add per row).
 
 The decoder reads any valid, non-interlaced, 8- or 16-bit greyscale PNG, whichever of the
 five scanline filters each row uses, because masks written earlier by OpenCV (libpng picks a
-filter per row adaptively) must stay readable. Rows filtered with None, Sub or Up decode with
-whole-image cumulative sums; runs of rows containing Average or Paeth, whose bytes depend on
-the decoded byte to their left, decode along anti-diagonals (a wavefront), so numpy does the
-work of each diagonal at once and Python loops only over diagonals, never over pixels.
+filter per row adaptively) must stay readable. Rows filtered with None, Sub or Up decode a
+whole row (or all Sub rows) per numpy call; runs of rows containing Average or Paeth, whose
+bytes depend on the decoded byte to their left, decode along anti-diagonals (a wavefront), so
+numpy does the work of each diagonal at once and Python loops only over diagonals, never over
+pixels.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ _CRC = struct.Struct(">I")
 # A wavefront pass costs one numpy step per anti-diagonal, i.e. about (rows + width) steps.
 # Starting a new pass costs ~width steps, so fast rows between two Average/Paeth rows are
 # folded into the same pass unless the run of fast rows is longer than the image is wide.
-# Passes are capped in height because the skewed buffer of a pass holds (rows + width)
-# diagonals of (rows + 1) cells: with rows <= max(width, 64) it stays within about twice the
-# pass's own pixels (plus a small constant for very narrow images).
+# Passes are capped in height because the skewed int32 buffer of a pass holds (rows + width)
+# diagonals of (rows + 1) cells: with rows <= width it stays within 8x the pass's own bytes
+# (images narrower than 64 pixels excepted, where it is small anyway).
 _WAVEFRONT_MIN_HEIGHT = 64
 _WAVEFRONT_MAX_HEIGHT = 2048
+# The wavefront's predictor table is indexed by b - c and a - c, each in -255..255.
+_TABLE_SIDE = 511
+_TABLE_CENTRE = 255 * _TABLE_SIDE + 255
 
 
 def encode_label_png(labels: np.ndarray, compression_level: int = 6) -> bytes:
@@ -222,12 +226,14 @@ def _chunks(view: memoryview, offset: int) -> Iterator[tuple[bytes, memoryview]]
 
 def _inflate(compressed: bytes, expected: int) -> bytes:
     """The zlib stream's output, which must be exactly ``expected`` bytes long."""
+    max_output = len(compressed) * _DEFLATE_MAX_RATIO + 1024
     try:
-        if len(compressed) * _DEFLATE_MAX_RATIO <= max(4 * expected, _UNBOUNDED_INFLATE_BYTES):
-            # Even a hostile stream cannot grow past the bound checked above, so inflate in one
-            # call into a buffer of the right size: several ms faster on a 1080p 16-bit image
-            # than the growing buffer of the bounded path.
-            raw = zlib.decompress(compressed, bufsize=max(expected, 1))
+        if max_output <= max(4 * expected, _UNBOUNDED_INFLATE_BYTES):
+            # Even a hostile stream cannot grow past ``max_output``, so inflate in one call into a
+            # buffer of the right size: several ms faster on a 1080p 16-bit image than the
+            # growing buffer of the bounded path. A header claiming a huge size with little
+            # data behind it must not allocate that size up front, hence the min.
+            raw = zlib.decompress(compressed, bufsize=min(expected, max_output))
             finished = True
         else:
             inflater = zlib.decompressobj()
@@ -237,10 +243,14 @@ def _inflate(compressed: bytes, expected: int) -> bytes:
             finished = inflater.eof
     except zlib.error as error:
         raise ValueError(f"PNG image data is damaged or truncated (zlib: {error}).") from error
-    if len(raw) != expected:
+    if len(raw) > expected:
         raise ValueError(
-            f"PNG image data decompresses to {'more than ' if len(raw) > expected else ''}"
-            f"{len(raw)} bytes; the header's size needs {expected}."
+            f"PNG image data decompresses to more than the {expected} bytes its header's size "
+            "needs."
+        )
+    if len(raw) < expected:
+        raise ValueError(
+            f"PNG image data decompresses to {len(raw)} bytes; its header's size needs {expected}."
         )
     if not finished:
         raise ValueError("PNG is truncated: its zlib stream is incomplete.")
@@ -322,9 +332,10 @@ def _unfilter_wavefront(
     Returns (n, W, bpp) uint8.
 
     Pixel (r, c) depends on (r, c-1), (r-1, c) and (r-1, c-1), all on earlier anti-diagonals
-    r + c, so each diagonal decodes in one vectorised step. The block is padded with a row
-    above (``previous``) and a zero column on the left, then skewed: the grid's row d holds
-    the cells on diagonal d, so every neighbour is a contiguous slice of the previous two rows.
+    r + c, so each diagonal decodes in one vectorised step, its per-row filter choice folded
+    into one gather from ``_predictor_table``. The block is padded with a row above
+    (``previous``) and a zero column on the left, then skewed: the grid's row d holds the cells
+    on diagonal d, so every neighbour is a contiguous slice of the previous two rows.
     """
     n, width, bpp = filtered.shape
     # int32 because the predictor-table index below needs it; values stay in 0..255.
@@ -377,10 +388,6 @@ def _unfilter_wavefront(
     for plane in range(bpp):
         out[:, :, plane] = cells[1:, 1:, plane]
     return out
-
-
-_TABLE_SIDE = 511  # b - c and a - c each lie in -255..255
-_TABLE_CENTRE = 255 * _TABLE_SIDE + 255
 
 
 @cache
