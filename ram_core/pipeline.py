@@ -53,7 +53,11 @@ from ram_core.video.reader import frame_range, probe_video, stream_frames
 
 
 class FrameTracker(Protocol):
-    """What the pipeline needs from a tracker: SegFollow's contract."""
+    """What the pipeline needs from a tracker: SegFollow's contract.
+
+    ``step`` returns a row for every live track (seen or coasting); a track missing from a
+    frame's rows has ended for good, and the reconstruction stage is told to forget it.
+    """
 
     def step(
         self, frame: Frame, detections: Sequence[Detection] | None = None
