@@ -109,6 +109,13 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "combiner.png"],
         ),
         Benchmark(
+            "masks",
+            "Mask label images: the numpy-only PNG codec Blender reads with, against OpenCV",
+            [str(PYTHON), "benchmarks/bench_masks.py"],
+            ["--repeats", "5"],
+            [RESULTS / "masks.md"],
+        ),
+        Benchmark(
             "sam2_segfollow",
             "SegFollow on streamed SAM2 (CPU, small test configuration)",
             [str(PYTHON), "benchmarks/bench_sam2_segfollow.py"],

@@ -500,7 +500,7 @@ def read_mask(
         image = decode_png(file.read_bytes())
     except (OSError, ValueError) as exc:
         raise ResultFormatError(f"Mask {file} is not a greyscale PNG label image ({exc}).") from exc
-    labels = image.astype(np.uint16)
+    labels = image.astype(np.uint16, copy=False)
     if not apply_edits:
         return labels
     if edits is None:
@@ -508,7 +508,7 @@ def read_mask(
             edits = read_edits(path)
         except ValueError as exc:
             raise ResultFormatError(f"The edit log of {path} cannot be used: {exc}") from exc
-    return remap_labels(labels, int(frame), edits).astype(np.uint16)
+    return remap_labels(labels, int(frame), edits)
 
 
 def _is_ram_motion_folder(folder: Path) -> bool:
