@@ -3,6 +3,7 @@ each track's frames in order, ``forget`` after a track's last frame, confidence 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -32,11 +33,12 @@ class RecordingReconstructor:
         for track in tracks:
             assert track.mask.shape == frame.rgb.shape[:2] and track.mask.any()
             assert 0.0 <= track.reliability <= 1.0 and track.box_xyxy.shape == (4,)
-        estimates = self.inner.reconstruct(frame, tracks, camera)
-        for track, estimate in zip(tracks, estimates, strict=True):
+        estimates = []
+        truth = self.inner.reconstruct(frame, tracks, camera)
+        for track, estimate in zip(tracks, truth, strict=True):
             confidence = 0.25 + 0.5 * ((frame.index + track.track_id) % 3) / 2
-            object.__setattr__(estimate, "confidence", confidence)
             self.confidence[(track.track_id, frame.index)] = confidence
+            estimates.append(dataclasses.replace(estimate, confidence=confidence))
         return estimates
 
     def forget(self, track_id: int) -> None:

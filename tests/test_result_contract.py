@@ -196,6 +196,10 @@ def test_a_combined_file_from_another_log_is_not_used(result):
     loaded = load_result(result)
     assert loaded.layers == ("pipeline", "edits") and loaded.combined_stale
     assert 2 not in loaded.track_ids() and 5 in loaded.track_ids()
+    # A damaged re-run never keeps the artist from the result and its edits.
+    (result / COMBINED_FILE_NAME).write_bytes(b"not a zip")
+    damaged = load_result(result)
+    assert damaged.combined_stale and 2 not in damaged.track_ids()
 
 
 def test_an_older_version_1_result_still_loads(result):

@@ -394,23 +394,25 @@ def load_result(
     if not folder.is_dir():
         raise ResultFormatError(f"{folder} is a file, not a ram-motion result folder.")
     manifest = _read_manifest(folder)
-    tracks = _read_tracks(folder / TRACKS_FILE_NAME)
     try:
         edits = read_edits(folder)
     except ValueError as exc:
         raise ResultFormatError(f"The edit log of {folder} cannot be used: {exc}") from exc
+    combined = None
+    combined_stale = False
+    if apply_edits and use_combined and (folder / COMBINED_FILE_NAME).is_file():
+        combined, made_from = _read_combined(folder / COMBINED_FILE_NAME)
+        if made_from is None or not _is_log_prefix(made_from, edits):
+            combined, combined_stale = None, True
+    if combined is not None:
+        # tracks.npz is not read: the re-run was made from it and the edits it records.
+        tracks, pending = combined, edits[made_from[0] :]
+        layers: tuple[str, ...] = ("pipeline", "edits", "combined")
+    else:
+        tracks, pending = _read_tracks(folder / TRACKS_FILE_NAME), edits
+        layers = ("pipeline", "edits")
     if not apply_edits:
         return RamResult(path=folder, manifest=manifest, tracks=tracks, edits=edits)
-    layers: tuple[str, ...] = ("pipeline", "edits")
-    pending = edits
-    combined_stale = False
-    if use_combined and (folder / COMBINED_FILE_NAME).is_file():
-        combined, made_from = _read_combined(folder / COMBINED_FILE_NAME)
-        if made_from is not None and _is_log_prefix(made_from, edits):
-            tracks, pending = combined, edits[made_from[0] :]
-            layers = ("pipeline", "edits", "combined")
-        else:
-            combined_stale = True
     if pending:
         try:
             tracks = apply_edit_log(tracks, pending)
@@ -565,15 +567,22 @@ def _read_tracks(file: Path, arrays: dict[str, np.ndarray] | None = None) -> dic
         raise ResultFormatError(f"{file} is not a valid tracks table: {exc}") from exc
 
 
-def _read_combined(file: Path) -> tuple[dict[str, np.ndarray], tuple[int, str] | None]:
-    """combined.npz's table and which edits it was made from: (how many, their digest), or
-    None for a file that does not say (it is then not used)."""
-    arrays = _read_npz(file)
-    count = arrays.pop(_COMBINED_EDIT_COUNT, None)
-    digest = arrays.pop(_COMBINED_EDIT_DIGEST, None)
-    table = _read_tracks(file, arrays)
+def _read_combined(file: Path) -> tuple[dict[str, np.ndarray] | None, tuple[int, str] | None]:
+    """combined.npz's table and which edits it was made from: (how many, their digest).
+
+    (None, None) for a file that cannot be read or does not say what it was made from: it is
+    then not used (the pipeline's output and the edit log still are), never an error that
+    would keep the artist from their result.
+    """
+    try:
+        arrays = _read_npz(file)
+        count = arrays.pop(_COMBINED_EDIT_COUNT, None)
+        digest = arrays.pop(_COMBINED_EDIT_DIGEST, None)
+        table = _read_tracks(file, arrays)
+    except ResultFormatError:
+        return None, None
     if count is None or digest is None or count.ndim or digest.ndim:
-        return table, None
+        return None, None
     return table, (int(count), str(digest))
 
 
