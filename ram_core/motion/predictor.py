@@ -79,11 +79,18 @@ def _check_inputs(pose_aa: np.ndarray, transl: np.ndarray, valid: np.ndarray):
 
 
 def _last_valid_before(valid: np.ndarray) -> np.ndarray:
-    """(T,) index of the last valid frame strictly before each frame, -1 where none."""
+    """Index of the last valid frame strictly before each frame, -1 where none.
+
+    valid: (T, ...) bool, frames along the first axis (further axes: independent tracks)
+    -> (T, ...) int.
+    """
     T = valid.shape[0]
-    marks = np.where(valid, np.arange(T), -1)
-    upto = np.maximum.accumulate(marks) if T else marks  # last valid at or before t
-    return np.concatenate([[-1], upto[:-1]]) if T else upto
+    frames = np.arange(T).reshape((T,) + (1,) * (valid.ndim - 1))
+    marks = np.where(valid, frames, -1)
+    if not T:
+        return marks
+    upto = np.maximum.accumulate(marks, axis=0)  # last valid at or before t
+    return np.concatenate([np.full((1, *valid.shape[1:]), -1), upto[:-1]], axis=0)
 
 
 def _damped_horizon(k: np.ndarray, damping: float) -> np.ndarray:
@@ -226,6 +233,67 @@ def prediction_steps(
     k = np.maximum(np.arange(T) - last, 1)
     rot_step = velocity * (config.damping ** (k - 1))[:, None, None]
     return rot_step, _kalman_priors(transl, valid, config)[:, :, 1]
+
+
+def velocity_frames(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two frames a prediction's angular velocity is measured between.
+
+    valid: (T, ...) bool, frames along the first axis (further axes: independent tracks).
+    Returns (last, before), (T, ...) int each: the last valid frame strictly before each
+    frame and the valid frame before that one, -1 where there is none.
+    """
+    last = _last_valid_before(valid)
+    before = np.take_along_axis(last, np.maximum(last, 0), axis=0)
+    return last, np.where(last >= 0, before, -1)
+
+
+def rotation_step_quaternions(
+    q_before: np.ndarray,
+    q_last: np.ndarray,
+    gap: np.ndarray,
+    ahead: np.ndarray,
+    config: PredictorConfig | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``prediction_steps``' rotation step into frames, as quaternions, any number at once.
+
+    q_before, q_last: (4, ...) unit quaternion components (w, x, y, z), the poses at the
+    two last valid frames before each frame (``velocity_frames``), ``gap`` frames apart
+    (0 where there are not two: no motion); ahead: how many frames the frame comes after
+    q_last's (>= 1). gap and ahead broadcast against the planes (...). Returns (4, ...)
+    (into ``out`` if given): the step that continues frame t-1's pose q as q * step (the
+    Hamilton product, the step in the body frame), the rotation of ``rot_step``.
+    """
+    config = config or PredictorConfig()
+    aw, ax, ay, az = q_before
+    bw, bx, by, bz = q_last
+    # a^-1 b: its angle (in [0, pi]) and unit axis, of the representative with w >= 0.
+    w = aw * bw + ax * bx + ay * by + az * bz
+    vx = aw * bx - bw * ax - ay * bz + az * by
+    vy = aw * by - bw * ay - az * bx + ax * bz
+    vz = aw * bz - bw * az - ax * by + ay * bx
+    sin_half = np.sqrt(vx * vx + vy * vy + vz * vz)
+    gap = np.asarray(gap)
+    ahead = np.asarray(ahead)
+    moving = (gap >= 1) & (gap <= config.max_velocity_gap)
+    # The velocity (capped), damped by damping^(k-1) k frames ahead: a quarter of the
+    # step's angle, whose tan gives the cos and sin of half of it (numpy's tan is several
+    # times faster than its sin and cos).
+    h = np.arctan2(sin_half, np.abs(w))
+    h *= 2.0 / np.maximum(gap, 1)
+    np.minimum(h, config.max_angular_speed, out=h)
+    h *= 0.25 * config.damping ** (np.maximum(ahead, 1) - 1) * moving
+    np.tan(h, out=h)
+    h2 = h * h
+    scale = 1.0 / (1.0 + h2)
+    step = np.empty((4, *w.shape)) if out is None else out
+    np.multiply(1.0 - h2, scale, out=step[0])
+    scale *= 2.0 * h
+    scale *= np.copysign(1.0, w)
+    scale /= np.maximum(sin_half, 1e-300)  # sin(half) / |v|, signed
+    for c, v in ((1, vx), (2, vy), (3, vz)):
+        np.multiply(scale, v, out=step[c])
+    return step
 
 
 def predict_track(
