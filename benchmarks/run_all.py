@@ -42,6 +42,7 @@ REPORT = ROOT / "BENCHMARKS.md"
 QUICK_RESULTS = RESULTS / "quick"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 BLENDER_PYTHON = ROOT / ".venv-blender" / "bin" / "python"
+BLENDER52_PYTHON = ROOT / ".venv-blender52" / "bin" / "python"
 DEMO_CLIP = ROOT / "demo" / "three_people.mp4"
 QUICK_CLIP_FRAMES = 24
 QUICK_SCENE_FRAMES = 24
@@ -107,6 +108,14 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             ["--quick"],
             [RESULTS / "combiner.md"],
             [RESULTS / "combiner.png"],
+        ),
+        Benchmark(
+            "artist_loop",
+            "The artist's loop in Blender 5.2: Combiner re-run, ID swap, one overlay frame",
+            [str(BLENDER52_PYTHON), "benchmarks/bench_artist_loop.py"],
+            ["--tracks", "2", "--frames", "300", "--repeats", "2"],
+            [RESULTS / "artist_loop.md"],
+            required_file=BLENDER52_PYTHON,
         ),
         Benchmark(
             "masks",
@@ -290,8 +299,7 @@ def plot_ablations(document: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.8))
     for axis, (key, label, scale) in zip(axes, panels, strict=True):
         values = [
-            (m["row"][key] * scale) if m["row"][key] is not None else float("nan")
-            for m in means
+            (m["row"][key] * scale) if m["row"][key] is not None else float("nan") for m in means
         ]
         bars = axis.bar(range(len(names)), values, color="#3b7dd8")
         if names and names[0] == "full":
@@ -339,6 +347,22 @@ def _combiner_headlines(folder: Path) -> list[str]:
     return [f"Re-running the Combiner after an edit instead of the pipeline: **{found[1]}x**."]
 
 
+def _artist_loop_headlines(folder: Path) -> list[str]:
+    path = folder / "artist_loop.md"
+    lines = []
+    found = _search(path, r"(\d+) tracks x (\d+) frames")
+    rerun = _search(path, r"`ram.rerun_combiner\(track=0\)`, first .*?\| ([\d.]+) \|")
+    if found and rerun:
+        lines.append(
+            f"`ram.rerun_combiner` on {found[1]} tracks x {found[2]} frames in Blender: "
+            f"**{float(rerun[1]) / 1000:.2f} s**."
+        )
+    ratio = _search(path, r"Batched Predictor \+ Combiner: ([\d.]+)x faster")
+    if ratio:
+        lines.append(f"Batched Predictor + Combiner against the per-track loop: **{ratio[1]}x**.")
+    return lines
+
+
 def _sam2_headlines(folder: Path) -> list[str]:
     found = _search(folder / "sam2_segfollow.md", r"\*\*SegFollow logic\*\*.*?\*\*([\d.]+%)\*\*")
     return [f"SegFollow's own logic on SAM2: **{found[1]}** of a step."] if found else []
@@ -383,6 +407,7 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "lite_pipeline": _lite_pipeline_headlines,
     "blender_import": _blender_headlines,
     "combiner": _combiner_headlines,
+    "artist_loop": _artist_loop_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
 
@@ -463,8 +488,7 @@ def report(
         lines += [f"Command: `{command}`.", ""]
         if not outcome.ok:
             lines += [
-                f"**This benchmark failed** (exit {outcome.returncode}); the end of its "
-                "output:",
+                f"**This benchmark failed** (exit {outcome.returncode}); the end of its output:",
                 "",
                 "```",
                 outcome.output_tail or "(no output)",

@@ -2,19 +2,30 @@
 
 A Blender extension (no ``bl_info``): the manifest is ``blender_manifest.toml``. The modules
 without bpy (``jobs``, ``weights``, ``environment``, ``results``, ``skeleton``,
-``body_mesh``) hold the logic; the rest is a thin layer.
+``body_mesh``, ``track_edits``, ``overlay``) hold the logic; the rest is a thin layer.
 """
 
 from . import (
     operators,
+    operators_edit,
     operators_environment,
     operators_weights,
+    overlay_draw,
     panels,
     preferences,
     properties,
 )
 
-_modules = (properties, preferences, operators, operators_environment, operators_weights, panels)
+_modules = (
+    properties,
+    preferences,
+    operators,
+    operators_edit,
+    operators_environment,
+    operators_weights,
+    overlay_draw,
+    panels,
+)
 
 
 def register() -> None:

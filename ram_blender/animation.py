@@ -8,7 +8,9 @@ does not animate the object); 5.0 drops ``Action.fcurves`` and adds ``group_name
 import bpy
 import numpy as np
 
-_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+_INTERPOLATION = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items
+_LINEAR = _INTERPOLATION["LINEAR"].value
+_CONSTANT = _INTERPOLATION["CONSTANT"].value
 
 
 def new_action_for(id_data: bpy.types.ID, name: str) -> bpy.types.Action:
@@ -18,6 +20,13 @@ def new_action_for(id_data: bpy.types.ID, name: str) -> bpy.types.Action:
         id_data.animation_data_create()
     id_data.animation_data.action = action
     return action
+
+
+def action_of(id_data: bpy.types.ID, name: str) -> bpy.types.Action:
+    """The action animating ``id_data``, or a new one called ``name`` assigned to it."""
+    if id_data.animation_data is not None and id_data.animation_data.action is not None:
+        return id_data.animation_data.action
+    return new_action_for(id_data, name)
 
 
 def ensure_fcurve(
@@ -34,15 +43,19 @@ def ensure_fcurve(
         return ensure(id_data, data_path, index=index)
 
 
-def write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
-    """Replace ``fcurve``'s keys with linear keys at ``frames`` (T,) holding ``values`` (T,)."""
+def write_keys(
+    fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray, constant: bool = False
+) -> None:
+    """Replace ``fcurve``'s keys with keys at ``frames`` (T,) holding ``values`` (T,):
+    linear, or held until the next key (``constant``)."""
     frames = np.asarray(frames, dtype=np.float32)
     values = np.asarray(values, dtype=np.float32)
     points = fcurve.keyframe_points
     points.clear()
     points.add(len(frames))
     points.foreach_set("co", np.column_stack([frames, values]).ravel())
-    points.foreach_set("interpolation", np.full(len(frames), _LINEAR, dtype=np.int32))
+    mode = _CONSTANT if constant else _LINEAR
+    points.foreach_set("interpolation", np.full(len(frames), mode, dtype=np.int32))
     fcurve.update()
 
 

@@ -6,6 +6,8 @@ folder or SMPL file raises before the scene is touched. A re-import of the same 
 replaces its collection only after the new one is complete.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import numpy as np
 from mathutils import Matrix
 
 from ram_core.body.skeleton import JOINT_NAMES
+from ram_core.io.palette import track_color
 
-from . import animation
+from . import animation, sequencer
 from .body_mesh import TrackBody, builtin_track_body, smpl_track_body, track_shape
 from .results import (
     CAMERA_ROTATION_EULER,
@@ -26,11 +29,22 @@ from .results import (
     scene_fps,
 )
 from .skeleton import ArmaturePlan, body_translation, plan_armature, pose_bone_keys
+from .track_edits import track_spans
 
 RESULT_PATH_PROP = "ram_result_path"
 TRACK_ID_PROP = "ram_track_id"
 SOURCE_VIDEO_PROP = "ram_source_video"
 BODY_MODEL_PROP = "ram_body_model"
+# Keyed custom properties on each armature: what the Combiner saw and did, per frame.
+SIGNAL_PROPS = {
+    "ram_reliability": "How much the video observation was trusted (0..1)",
+    "ram_gate": "The Combiner's gate: 1 follows the observation, 0 the prediction",
+    "ram_occluded": "1 where the person is marked occluded",
+}
+# Digests of what an armature's keys were written from (``sync`` rewrites only changes).
+MOTION_DIGEST_PROP = "ram_motion_digest"
+SIGNAL_DIGEST_PROP = "ram_signal_digest"
+SIGNAL_GROUP = "RAM"
 
 
 @dataclass(frozen=True)
@@ -102,12 +116,14 @@ def build_import(
         camera = _build_camera(plan, collection, warnings)
         armatures = _build_armatures(plan, collection, bodies)
         _build_bodies(plan, armatures, collection, bodies)
+        strip = sequencer.add_video_strip(scene, plan.video_path, plan.result_path)
     except BaseException:
         remove_import(collection)
         raise
     for old in imported_collections(scene, plan.result_path):
         if old != collection:
             remove_import(old)
+    sequencer.remove_video_strips(scene, plan.result_path, keep=strip)
     # The old import's names are free now; take the planned ones.
     collection.name = plan.collection_name
     for armature, track in zip(armatures, plan.tracks, strict=True):
@@ -115,6 +131,7 @@ def build_import(
         for child in armature.children:
             child.name = body_name(track.name)
     _set_scene(plan, scene, camera)
+    set_import_state(collection, plan, armatures)
     return ImportReport(collection, camera, tuple(armatures), tuple(warnings))
 
 
@@ -124,29 +141,42 @@ def body_name(track_name: str) -> str:
 
 
 def remove_import(collection: bpy.types.Collection) -> None:
-    """Delete an import's collection with its objects, their data, materials and actions."""
+    """Delete an import's collection with its objects, their data, materials and actions,
+    and its video strip in the scenes that show it."""
+    result_path = collection.get(RESULT_PATH_PROP)
+    if result_path is not None and not any(
+        other != collection and other.get(RESULT_PATH_PROP) == result_path
+        for other in bpy.data.collections
+    ):
+        for scene in bpy.data.scenes:
+            sequencer.remove_video_strips(scene, Path(result_path))
     for obj in list(collection.all_objects):
-        data = obj.data
-        action = obj.animation_data.action if obj.animation_data else None
-        materials = [slot.material for slot in obj.material_slots if slot.material is not None]
-        bpy.data.objects.remove(obj)
-        for material in materials:
-            if material.users == 0:
-                bpy.data.materials.remove(material)
-        if action is not None and action.users == 0:
-            bpy.data.actions.remove(action)
-        if data is not None and data.users == 0:
-            if isinstance(data, bpy.types.Camera):
-                clips = [bg.clip for bg in data.background_images if bg.clip is not None]
-                bpy.data.cameras.remove(data)
-                for clip in clips:
-                    if clip.users == 0:
-                        bpy.data.movieclips.remove(clip)
-            elif isinstance(data, bpy.types.Armature):
-                bpy.data.armatures.remove(data)
-            elif isinstance(data, bpy.types.Mesh):
-                bpy.data.meshes.remove(data)
+        remove_track_object(obj)
     bpy.data.collections.remove(collection)
+
+
+def remove_track_object(obj: bpy.types.Object) -> None:
+    """Delete one object of an import with its material, action and data once unused."""
+    data = obj.data
+    action = obj.animation_data.action if obj.animation_data else None
+    materials = [slot.material for slot in obj.material_slots if slot.material is not None]
+    bpy.data.objects.remove(obj)
+    for material in materials:
+        if material.users == 0:
+            bpy.data.materials.remove(material)
+    if action is not None and action.users == 0:
+        bpy.data.actions.remove(action)
+    if data is not None and data.users == 0:
+        if isinstance(data, bpy.types.Camera):
+            clips = [bg.clip for bg in data.background_images if bg.clip is not None]
+            bpy.data.cameras.remove(data)
+            for clip in clips:
+                if clip.users == 0:
+                    bpy.data.movieclips.remove(clip)
+        elif isinstance(data, bpy.types.Armature):
+            bpy.data.armatures.remove(data)
+        elif isinstance(data, bpy.types.Mesh):
+            bpy.data.meshes.remove(data)
 
 
 def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.types.Object:
@@ -181,26 +211,22 @@ def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.type
 
 def _build_armatures(plan: ImportPlan, collection, bodies: tuple[TrackBody, ...]) -> list:
     """One armature per track; tracks with the same body share one rest skeleton's layout."""
-    # body key -> (armature data of the first track with it, its bone rest frames)
-    rest_skeletons: dict[tuple, tuple[bpy.types.Armature, np.ndarray]] = {}
+    rest_skeletons: dict[tuple, bpy.types.Armature] = {}  # body key -> first armature data
     armatures = []
     for track, body in zip(plan.tracks, bodies, strict=True):
         if body.key in rest_skeletons:
-            data = rest_skeletons[body.key][0].copy()
+            data = rest_skeletons[body.key].copy()
         else:
             data = _armature_data(plan_armature(body.rest_joints), collection)
-            bone_rest = np.array(
-                [np.array(data.bones[name].matrix_local.to_3x3()) for name in JOINT_NAMES]
-            )
-            rest_skeletons[body.key] = (data, bone_rest)
+            rest_skeletons[body.key] = data
         obj = _track_object(plan, track, data, collection)
         obj[BODY_MODEL_PROP] = body.source
         armatures.append(obj)
     # Pose channels exist only once the depsgraph has seen the objects.
     bpy.context.view_layer.update()
-    for obj, track, body in zip(armatures, plan.tracks, bodies, strict=True):
-        transl = body_translation(track.transl, plan.solved_rest_pelvis, body.rest_joints[0])
-        _animate_track(obj, track, transl, rest_skeletons[body.key][1])
+    for obj, track in zip(armatures, plan.tracks, strict=True):
+        _style_pose_bones(obj, track.color)
+        write_track_keys(obj, track, plan.solved_rest_pelvis)
     return armatures
 
 
@@ -262,29 +288,60 @@ def _build_bodies(
         first_with_mesh = body.key not in meshes
         if first_with_mesh:
             meshes[body.key] = _body_mesh_data(body.mesh, f"{plan.collection_name} body")
-        obj = bpy.data.objects.new(body_name(track.name), meshes[body.key])
-        collection.objects.link(obj)
-        obj.parent = armature
-        obj.matrix_parent_inverse = Matrix.Identity(4)
-        obj.matrix_basis = Matrix.Identity(4)
-        obj.color = (*track.color, 1.0)
-        obj[TRACK_ID_PROP] = track.track_id
-        obj[RESULT_PATH_PROP] = str(plan.result_path)
-        obj[BODY_MODEL_PROP] = body.source
-        modifier = obj.modifiers.new("Armature", "ARMATURE")
-        modifier.object = armature
-        modifier.use_vertex_groups = True
-        modifier.use_bone_envelopes = False
-        # Each body gets its own material in an object-linked slot: the mesh stays shared.
-        material = bpy.data.materials.new(body_name(track.name))
-        material.diffuse_color = (*track.color, 1.0)
-        obj.material_slots[0].link = "OBJECT"
-        obj.material_slots[0].material = material
+        obj = _body_object(plan, armature, track, meshes[body.key], collection, body.source)
         if first_with_mesh:
             # Vertex group names live on the mesh: one object's groups serve all sharing it.
             _fill_vertex_groups(obj, body.mesh)
         objects.append(obj)
     return objects
+
+
+def _body_object(plan: ImportPlan, armature, track: TrackPlan, mesh, collection, source: str):
+    obj = bpy.data.objects.new(body_name(track.name), mesh)
+    collection.objects.link(obj)
+    obj.parent = armature
+    obj.matrix_parent_inverse = Matrix.Identity(4)
+    obj.matrix_basis = Matrix.Identity(4)
+    obj.color = (*track.color, 1.0)
+    obj[TRACK_ID_PROP] = track.track_id
+    obj[RESULT_PATH_PROP] = str(plan.result_path)
+    obj[BODY_MODEL_PROP] = source
+    modifier = obj.modifiers.new("Armature", "ARMATURE")
+    modifier.object = armature
+    modifier.use_vertex_groups = True
+    modifier.use_bone_envelopes = False
+    # Each body gets its own material in an object-linked slot: the mesh stays shared.
+    material = bpy.data.materials.new(body_name(track.name))
+    material.diffuse_color = (*track.color, 1.0)
+    obj.material_slots[0].link = "OBJECT"
+    obj.material_slots[0].material = material
+    return obj
+
+
+def track_body(armature: bpy.types.Object):
+    """The body mesh object an import parented to ``armature`` (None if the artist removed
+    it)."""
+    for child in armature.children:
+        if child.type == "MESH" and child.get(TRACK_ID_PROP) == armature.get(TRACK_ID_PROP):
+            return child
+    return None
+
+
+def add_split_track(
+    plan: ImportPlan, track: TrackPlan, source: bpy.types.Object, collection
+) -> bpy.types.Object:
+    """A new armature for a track split off ``source``'s: the same rest skeleton and body
+    (it is the same person), its own name, colour, material and keys."""
+    data = source.data.copy()
+    obj = _track_object(plan, track, data, collection)
+    obj[BODY_MODEL_PROP] = source.get(BODY_MODEL_PROP, "")
+    bpy.context.view_layer.update()
+    _style_pose_bones(obj, track.color)
+    write_track_keys(obj, track, plan.solved_rest_pelvis)
+    body = track_body(source)
+    if body is not None:
+        _body_object(plan, obj, track, body.data, collection, body.get(BODY_MODEL_PROP, ""))
+    return obj
 
 
 def _body_mesh_data(body, name: str) -> bpy.types.Mesh:
@@ -311,24 +368,104 @@ def _fill_vertex_groups(obj, body) -> None:
             group.add(vertices.tolist(), weight, "REPLACE")
 
 
-def _animate_track(obj, track: TrackPlan, transl: np.ndarray, bone_rest: np.ndarray) -> None:
+def _style_pose_bones(obj, color: tuple[float, float, float]) -> None:
     for pose_bone in obj.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
         pose_bone.color.palette = "CUSTOM"
-        pose_bone.color.custom.normal = track.color
-        pose_bone.color.custom.select = tuple(min(1.0, c + 0.3) for c in track.color)
+        pose_bone.color.custom.normal = color
+        pose_bone.color.custom.select = tuple(min(1.0, c + 0.3) for c in color)
         pose_bone.color.custom.active = (1.0, 1.0, 1.0)
-    quaternions, root_locations = pose_bone_keys(
-        track.global_orient, track.body_pose, transl, bone_rest
+
+
+def write_track_keys(
+    obj: bpy.types.Object, track: TrackPlan, solved_rest_pelvis: np.ndarray | None
+) -> None:
+    """(Re)write a track's pose keys and keyed signals on its armature, in place.
+
+    Only the armature's own channels are rewritten when they changed (the digests say):
+    the artist's other keys, constraints, children and materials stay as they are.
+    """
+    motion = track_digest(track.frames, track.global_orient, track.body_pose, track.transl)
+    if obj.get(MOTION_DIGEST_PROP) != motion:
+        bone_rest = np.array(
+            [np.array(obj.data.bones[name].matrix_local.to_3x3()) for name in JOINT_NAMES]
+        )
+        rest_pelvis = np.array(obj.data.bones[JOINT_NAMES[0]].head_local)
+        transl = body_translation(track.transl, solved_rest_pelvis, rest_pelvis)
+        quaternions, root_locations = pose_bone_keys(
+            track.global_orient, track.body_pose, transl, bone_rest
+        )
+        action = animation.action_of(obj, f"{track.name}_motion")
+        root = JOINT_NAMES[0]
+        animation.write_channels(
+            action, obj, f'pose.bones["{root}"].location', track.frames, root_locations, root
+        )
+        for j, name in enumerate(JOINT_NAMES):
+            path = f'pose.bones["{name}"].rotation_quaternion'
+            animation.write_channels(action, obj, path, track.frames, quaternions[:, j], name)
+        obj[MOTION_DIGEST_PROP] = motion
+    signals = _track_signals(track)
+    digest = track_digest(track.frames, *signals.values())
+    if obj.get(SIGNAL_DIGEST_PROP) != digest:
+        action = animation.action_of(obj, f"{track.name}_motion")
+        for name, values in signals.items():
+            if name not in obj:
+                obj[name] = float(values[0]) if len(values) else 0.0
+                obj.id_properties_ui(name).update(min=0.0, max=1.0, description=SIGNAL_PROPS[name])
+            curve = animation.ensure_fcurve(action, obj, f'["{name}"]', 0, SIGNAL_GROUP)
+            step = name == "ram_occluded"
+            animation.write_keys(curve, track.frames, values, constant=step)
+        obj[SIGNAL_DIGEST_PROP] = digest
+
+
+def _track_signals(track: TrackPlan) -> dict[str, np.ndarray]:
+    count = len(track.frames)
+    ones, zeros = np.ones(count), np.zeros(count)
+    return {
+        "ram_reliability": ones if track.reliability is None else track.reliability,
+        "ram_gate": ones if track.gate is None else track.gate,
+        "ram_occluded": zeros if track.occluded is None else track.occluded.astype(float),
+    }
+
+
+def track_digest(*arrays: np.ndarray) -> str:
+    """A short fingerprint of the float32 values keys are made from."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def set_import_state(collection, plan: ImportPlan, armatures) -> None:
+    """Record on the collection the edit log the scene shows, and fill its track list."""
+    state = collection.ram
+    state.edits_json = json.dumps(list(plan.edits))
+    refresh_track_list(collection, plan.tracks_table, armatures)
+
+
+def refresh_track_list(collection, tracks: dict[str, np.ndarray], armatures) -> None:
+    """The track list (``collection.ram.tracks``) from an edited tracks table, keeping each
+    row's visibility and selection by track ID."""
+    state = collection.ram
+    kept = {item.track_id: (item.show_mask, item.selected) for item in state.tracks}
+    by_id = {obj[TRACK_ID_PROP]: obj for obj in armatures}
+    active_id = (
+        state.tracks[state.active_track].track_id
+        if 0 <= state.active_track < len(state.tracks)
+        else None
     )
-    action = animation.new_action_for(obj, f"{track.name}_motion")
-    root = JOINT_NAMES[0]
-    animation.write_channels(
-        action, obj, f'pose.bones["{root}"].location', track.frames, root_locations, root
-    )
-    for j, name in enumerate(JOINT_NAMES):
-        path = f'pose.bones["{name}"].rotation_quaternion'
-        animation.write_channels(action, obj, path, track.frames, quaternions[:, j], name)
+    state.tracks.clear()
+    for span in track_spans(tracks).values():
+        item = state.tracks.add()
+        item.track_id = span.track_id
+        item.armature = by_id.get(span.track_id)
+        item.color = track_color(span.track_id)
+        item.frame_first = span.frame_first
+        item.frame_last = span.frame_last
+        item.occluded_share = span.occluded_share
+        item.show_mask, item.selected = kept.get(span.track_id, (True, False))
+    ids = [item.track_id for item in state.tracks]
+    state.active_track = ids.index(active_id) if active_id in ids else min(0, len(ids) - 1)
 
 
 def _set_scene(plan: ImportPlan, scene, camera) -> None:

@@ -4,7 +4,8 @@
 
 import bpy
 
-from .importer import TRACK_ID_PROP, imported_collections
+from .editing import log_out_of_sync
+from .importer import imported_collections
 from .preference_values import preferences
 from .video_import import RUNNING_IMPORT
 
@@ -31,13 +32,58 @@ def draw_import_panel(layout, context) -> None:
         layout.progress(factor=running.job.fraction, type="BAR", text=running.status_line())
         layout.operator("ram.cancel_import", icon="CANCEL")
     for collection in imported_collections(context.scene):
-        box = layout.box()
-        box.label(text=collection.name, icon="OUTLINER_COLLECTION")
-        for obj in collection.objects:
-            if TRACK_ID_PROP in obj:
-                row = box.row()
-                row.prop(obj, "color", text="")
-                row.label(text=obj.name)
+        draw_track_list(layout.box(), collection)
+
+
+class RAM_UL_tracks(bpy.types.UIList):
+    """One row per track: colour, ID, frame range, share occluded, mask toggle."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
+        row = layout.row(align=True)
+        row.prop(
+            item,
+            "selected",
+            text="",
+            emboss=False,
+            icon="CHECKBOX_HLT" if item.selected else "CHECKBOX_DEHLT",
+        )
+        swatch = row.row()
+        swatch.ui_units_x = 1.2
+        swatch.prop(item, "color", text="")
+        row.label(text=f"ID {item.track_id}")
+        row.label(text=f"{item.frame_first}–{item.frame_last}")
+        row.label(text=f"{item.occluded_share:.0%} occl.")
+        row.prop(
+            item,
+            "show_mask",
+            text="",
+            emboss=False,
+            icon="HIDE_OFF" if item.show_mask else "HIDE_ON",
+        )
+
+
+def draw_track_list(layout, collection) -> None:
+    state = collection.ram
+    header = layout.row()
+    header.label(text=collection.name, icon="OUTLINER_COLLECTION")
+    header.prop(state, "show_masks", text="", icon="OVERLAY")
+    layout.template_list(
+        "RAM_UL_tracks", collection.name, state, "tracks", state, "active_track", rows=4
+    )
+    problem = log_out_of_sync(collection)
+    if problem:
+        layout.label(text=problem, icon="ERROR")
+    grid = layout.grid_flow(columns=2, align=True)
+    grid.operator("ram.swap_ids", icon="UV_SYNC_SELECT")
+    grid.operator("ram.merge_tracks", icon="AUTOMERGE_ON")
+    grid.operator("ram.split_track", icon="MOD_EDGESPLIT")
+    grid.operator("ram.delete_track", icon="TRASH")
+    row = layout.row(align=True)
+    occluded = row.operator("ram.mark_occluded", text="Occluded", icon="HIDE_ON")
+    occluded.occluded = True
+    trusted = row.operator("ram.mark_occluded", text="Trusted", icon="HIDE_OFF")
+    trusted.occluded = False
+    layout.operator("ram.rerun_combiner", icon="FILE_REFRESH")
 
 
 class VIEW3D_PT_ram_import(bpy.types.Panel):
@@ -60,5 +106,5 @@ class SEQUENCER_PT_ram_import(bpy.types.Panel):
         draw_import_panel(self.layout, context)
 
 
-classes = (VIEW3D_PT_ram_import, SEQUENCER_PT_ram_import)
+classes = (RAM_UL_tracks, VIEW3D_PT_ram_import, SEQUENCER_PT_ram_import)
 register, unregister = bpy.utils.register_classes_factory(classes)

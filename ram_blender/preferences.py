@@ -2,7 +2,6 @@
 
 # Blender's class naming (RAM_OT_x) and its set-valued class attributes are its API.
 
-
 import bpy
 
 from .jobs import find_pipeline_python

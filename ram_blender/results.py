@@ -62,6 +62,11 @@ class TrackPlan:
     body_pose: np.ndarray
     transl: np.ndarray
     betas: np.ndarray
+    # (T,) what the Combiner saw and did: the observation's reliability in [0, 1], the gate
+    # (1 = the reconstruction, 0 = the prediction) and the occlusion flag.
+    reliability: np.ndarray | None = None
+    gate: np.ndarray | None = None
+    occluded: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ class ImportPlan:
     solved_rest_pelvis: np.ndarray | None = None
     # The manifest's record of that skeleton (``ram_core.io.result.solved_rest_skeleton``).
     rest_skeleton: dict[str, Any] | None = None
+    # The edit log the tracks reflect (``edits.json`` when the plan was read).
+    edits: tuple[dict[str, Any], ...] = ()
+    # The edited tracks table the plan was made from (name -> (N, ...) arrays).
+    tracks_table: dict[str, np.ndarray] | None = None
 
 
 def track_object_name(track_id: int) -> str:
@@ -152,6 +161,9 @@ def plan_import(result: RamResult) -> ImportPlan:
                 body_pose=rows["body_pose"].astype(np.float64),
                 transl=rows["transl"].astype(np.float64),
                 betas=rows["betas"].astype(np.float64),
+                reliability=rows["reliability"].astype(np.float64),
+                gate=rows["gate"].astype(np.float64),
+                occluded=rows["occluded"].astype(bool),
             )
         )
     video_path = Path(video["path"]) if video.get("path") else None
@@ -172,6 +184,8 @@ def plan_import(result: RamResult) -> ImportPlan:
             else None
         ),
         rest_skeleton=skeleton,
+        edits=tuple(result.edits),
+        tracks_table=result.tracks,
     )
 
 

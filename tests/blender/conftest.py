@@ -166,10 +166,12 @@ def write_result(
     seed: int = 0,
     betas: dict[int, np.ndarray] | None = None,
     backend: str | None = None,
+    masks: bool = False,
 ):
     """A result folder written by ram_core's own writer; returns its path.
 
     ``betas``: a shape (10,) per track id, the same on every frame (zeros otherwise);
+    ``masks``: write label images too (``mask_box``: each track a rectangle of its own).
     ``backend``: the manifest's backend name (none recorded otherwise). The lite backend's
     results are solved on the built-in skeleton; the others here are in the body model's
     own terms (SMPL's convention), as a result solved on an SMPL file is.
@@ -209,5 +211,19 @@ def write_result(
         else {"kind": "smpl_file", "name": "any SMPL file (written by a test)"}
     )
     with ResultWriter(path) as writer:
+        if masks:
+            for frame in range(last + 1):
+                labels = np.zeros((CAMERA["height"], CAMERA["width"]), dtype=np.uint16)
+                for track_id, frames in track_frames.items():
+                    if frame in frames:
+                        x0, y0, x1, y1 = mask_box(track_id)
+                        labels[y0:y1, x0:x1] = track_id
+                writer.write_mask(frame, labels)
         writer.finish(manifest, tracks)
     return path
+
+
+def mask_box(track_id: int) -> tuple[int, int, int, int]:
+    """The rectangle (x0, y0, x1, y1) a test result's mask of ``track_id`` fills."""
+    x0 = 20 + 70 * (track_id % 8)
+    return x0, 60, x0 + 50, 300
