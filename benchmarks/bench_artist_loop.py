@@ -139,7 +139,8 @@ def main() -> None:
 
     print(f"writing a {args.tracks} x {args.frames} result with 1080p masks…")
     track_frames = {t: range(args.frames) for t in range(1, args.tracks + 1)}
-    path = write_result(scratch / "bench.ram", track_frames).resolve()
+    # As the pipeline writes it: the final pose is the Combiner's output.
+    path = write_result(scratch / "bench.ram", track_frames, fused=True).resolve()
     write_masks(path, args.tracks, args.frames, (1920, 1080))
     bpy.ops.wm.read_homefile(use_empty=True)
     started = time.perf_counter()
@@ -147,24 +148,51 @@ def main() -> None:
     import_ms = 1000.0 * (time.perf_counter() - started)
     rows = []
 
-    # Combiner re-run, all tracks, after marking a range occluded on track 1.
+    # Combiner re-run after an occlusion edit on one track, then on every track.
     mid = args.frames // 2
     bpy.ops.ram.mark_occluded(track=1, frame_start=mid, frame_end=mid + 20, occluded=True)
-    result = load_result(path, use_combined=False)
+    bpy.ops.ram.rerun_combiner(track=0)
+    result = load_result(path)
     predictor, combiner = recorded_motion_config(result.manifest)
-    read_ms = median_ms(lambda: load_result(path, use_combined=False), args.repeats)
+    read_ms = median_ms(lambda: load_result(path), args.repeats)
     fuse_ms = median_ms(lambda: fuse_tracks(result.tracks, predictor, combiner), args.repeats)
     loop_ms = median_ms(
         lambda: per_track_loop_fuse(result.tracks, predictor, combiner), max(1, args.repeats // 2)
     )
-    first_ms = median_ms(lambda: bpy.ops.ram.rerun_combiner(track=0), 1)
-    again_ms = median_ms(lambda: bpy.ops.ram.rerun_combiner(track=0), args.repeats)
+    shift = {"frames": 0}
+
+    def occlude(tracks: range):
+        # A new range each time, so that every re-run has keys to rewrite.
+        shift["frames"] += 25
+        for track in tracks:
+            start = 1 + (shift["frames"] + 2 * track) % max(1, args.frames - 40)
+            bpy.ops.ram.mark_occluded(
+                track=track, frame_start=start, frame_end=start + 20, occluded=True
+            )
+
+    def rerun():
+        bpy.ops.ram.rerun_combiner(track=0)
+
+    one_ms = median_ms(rerun, args.repeats, setup=lambda: occlude(range(1, 2)))
+    all_ms = median_ms(rerun, args.repeats, setup=lambda: occlude(range(1, args.tracks + 1)))
     rows += [
-        ("Re-run Combiner: read result + edits", read_ms, ""),
-        ("Re-run Combiner: Predictor + Combiner, batched", fuse_ms, "all tracks at once"),
-        ("Re-run Combiner: Predictor + Combiner, per-track loop (baseline)", loop_ms, ""),
-        ("`ram.rerun_combiner(track=0)`, first (re-keys track 1)", first_ms, "whole operator"),
-        ("`ram.rerun_combiner(track=0)`, nothing changed", again_ms, "whole operator"),
+        ("Re-run Combiner: read result + edits", read_ms, "`load_result`"),
+        (
+            f"Re-run Combiner: Predictor + Combiner, batched, {args.tracks} tracks",
+            fuse_ms,
+            "`fuse_tracks`",
+        ),
+        (
+            f"Re-run Combiner: Predictor + Combiner, per-track loop, {args.tracks} tracks",
+            loop_ms,
+            "baseline: the code before",
+        ),
+        ("`ram.rerun_combiner(track=0)`, one track edited", one_ms, "re-runs and re-keys 1"),
+        (
+            "`ram.rerun_combiner(track=0)`, every track edited",
+            all_ms,
+            f"re-runs and re-keys {args.tracks}",
+        ),
     ]
 
     # An ID swap, against a re-import.
@@ -222,6 +250,10 @@ def main() -> None:
         "",
         f"Batched Predictor + Combiner: {loop_ms / fuse_ms:.1f}x faster than the per-track "
         "loop on the same table, in the same run.",
+        "",
+        "The operators' times include reading the result, writing `edits.json` or "
+        "`combined.npz` and rewriting the keys of the tracks that changed (103 F-curves of "
+        "3000 keys per armature; Blender's `FCurve.update` is most of that).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -51,10 +51,10 @@ def write_keys(
     frames = np.asarray(frames, dtype=np.float32)
     values = np.asarray(values, dtype=np.float32)
     points = fcurve.keyframe_points
+    mode = _CONSTANT if constant else _LINEAR
     points.clear()
     points.add(len(frames))
     points.foreach_set("co", np.column_stack([frames, values]).ravel())
-    mode = _CONSTANT if constant else _LINEAR
     points.foreach_set("interpolation", np.full(len(frames), mode, dtype=np.int32))
     fcurve.update()
 

@@ -21,18 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 from mathutils import Matrix
 
 from ram_core.io.edits import (
     EDITS_FILE_NAME,
     apply_edits,
+    edited_tracks,
     empty_edits_document,
     read_edits,
     write_json_atomically,
 )
 from ram_core.io.result import RamResult, load_result, write_combined
 from ram_core.motion.fusion import fuse_tracks
-from ram_core.motion.recombine import recorded_motion_config
+from ram_core.motion.recombine import (
+    motion_config_record,
+    recorded_motion_config,
+    tracks_to_refuse,
+)
 
 from .importer import (
     RESULT_PATH_PROP,
@@ -112,6 +118,7 @@ def apply_track_edit(collection: bpy.types.Collection, make_edit: EditMaker) -> 
     except ValueError as exc:
         raise EditError(str(exc)) from exc
     log = [*result.edits, edit]
+    present = set(np.unique(tracks["track_id"]).tolist())
     edited = RamResult(
         path=result.path,
         manifest=result.manifest,
@@ -119,6 +126,7 @@ def apply_track_edit(collection: bpy.types.Collection, make_edit: EditMaker) -> 
         edits=log,
         edits_applied=True,
         layers=result.layers,
+        unfused_tracks=frozenset((result.unfused_tracks | edited_tracks([edit])) & present),
     )
     _write_log(result.path, log)
     try:
@@ -133,19 +141,25 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
     """Re-run the Predictor and Combiner on the stored reconstruction with the scene's edits,
     with the settings the run recorded, and re-key in place.
 
-    ``track`` 0: every track, exactly as ``ram-core combine``; otherwise that track only,
-    the others keep what they show. Writes ``combined.npz`` (what the scene now shows).
+    ``track`` 0: every track, giving what ``ram-core combine`` gives; the tracks no edit
+    touched since the last run with these settings already hold exactly that and are
+    skipped (``recombine.tracks_to_refuse``). Otherwise that track only; the others keep
+    what they show (and stay marked as needing the Combiner where they do). Writes
+    ``combined.npz`` (what the scene now shows) when anything was re-run.
     """
     current = current_result(collection)
     if track and track not in set(current.track_ids().tolist()):
         known = ", ".join(str(t) for t in current.track_ids().tolist()) or "none"
         raise EditError(f"There is no track {track} (tracks: {known}).")
-    # All tracks start from the pipeline's table with the edits, as ``ram-core combine``
-    # does; one track continues from what the scene shows for the rest.
-    base = load_result(current.path, use_combined=False) if not track else current
     predictor, combiner = recorded_motion_config(current.manifest)
-    fused = fuse_tracks(base.tracks, predictor, combiner, track_ids=None if not track else [track])
-    write_combined(current.path, fused, current.edits)
+    stale = tracks_to_refuse(current, predictor, combiner)
+    wanted = {track} if track else stale
+    if not wanted:
+        return SyncReport((), (), ())
+    fused = fuse_tracks(current.tracks, predictor, combiner, track_ids=sorted(wanted))
+    unfused = frozenset(stale - wanted)
+    record = motion_config_record(predictor, combiner)
+    write_combined(current.path, fused, current.edits, unfused, motion_config=record)
     combined = RamResult(
         path=current.path,
         manifest=current.manifest,
@@ -153,6 +167,8 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
         edits=current.edits,
         edits_applied=True,
         layers=("pipeline", "edits", "combined"),
+        unfused_tracks=unfused,
+        combined_motion_config=record,
     )
     return sync_import(collection, combined)
 
@@ -187,7 +203,9 @@ def sync_import(collection: bpy.types.Collection, result: RamResult) -> SyncRepo
         if track_id in before and before[track_id] != obj.get("ram_motion_digest")
     )
     collection.ram.edits_json = json.dumps(list(plan.edits))
-    refresh_track_list(collection, plan.tracks_table, list(armatures.values()))
+    refresh_track_list(
+        collection, plan.tracks_table, list(armatures.values()), result.unfused_tracks
+    )
     return SyncReport(rekeyed, tuple(added), tuple(removed))
 
 

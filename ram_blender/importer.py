@@ -440,12 +440,18 @@ def set_import_state(collection, plan: ImportPlan, armatures) -> None:
     """Record on the collection the edit log the scene shows, and fill its track list."""
     state = collection.ram
     state.edits_json = json.dumps(list(plan.edits))
-    refresh_track_list(collection, plan.tracks_table, armatures)
+    refresh_track_list(collection, plan.tracks_table, armatures, plan.unfused_tracks)
 
 
-def refresh_track_list(collection, tracks: dict[str, np.ndarray], armatures) -> None:
+def refresh_track_list(
+    collection,
+    tracks: dict[str, np.ndarray],
+    armatures,
+    unfused: frozenset[int] = frozenset(),
+) -> None:
     """The track list (``collection.ram.tracks``) from an edited tracks table, keeping each
-    row's visibility and selection by track ID."""
+    row's visibility and selection by track ID. ``unfused``: tracks edited since the
+    Combiner last ran on them."""
     state = collection.ram
     kept = {item.track_id: (item.show_mask, item.selected) for item in state.tracks}
     by_id = {obj[TRACK_ID_PROP]: obj for obj in armatures}
@@ -464,6 +470,7 @@ def refresh_track_list(collection, tracks: dict[str, np.ndarray], armatures) -> 
         item.frame_last = span.frame_last
         item.occluded_share = span.occluded_share
         item.show_mask, item.selected = kept.get(span.track_id, (True, False))
+        item.needs_combine = span.track_id in unfused
     ids = [item.track_id for item in state.tracks]
     state.active_track = ids.index(active_id) if active_id in ids else min(0, len(ids) - 1)
 

@@ -53,6 +53,8 @@ class RAM_UL_tracks(bpy.types.UIList):
         row.label(text=f"ID {item.track_id}")
         row.label(text=f"{item.frame_first}–{item.frame_last}")
         row.label(text=f"{item.occluded_share:.0%} occl.")
+        if item.needs_combine:
+            row.label(text="", icon="FILE_REFRESH")
         row.prop(
             item,
             "show_mask",

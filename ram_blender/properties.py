@@ -75,6 +75,11 @@ class RAM_PG_track(bpy.types.PropertyGroup):
         default=True,
         update=_redraw_previews,
     )
+    needs_combine: bpy.props.BoolProperty(
+        name="Needs Combiner",
+        description="Edited since the Combiner last ran on it: re-run the Combiner",
+        default=False,
+    )
     selected: bpy.props.BoolProperty(
         name="Selected",
         description="Include this track in the next edit (swap and merge take two)",

@@ -91,6 +91,8 @@ class ImportPlan:
     edits: tuple[dict[str, Any], ...] = ()
     # The edited tracks table the plan was made from (name -> (N, ...) arrays).
     tracks_table: dict[str, np.ndarray] | None = None
+    # Tracks edited since the Combiner last ran on them (``RamResult.unfused_tracks``).
+    unfused_tracks: frozenset[int] = frozenset()
 
 
 def track_object_name(track_id: int) -> str:
@@ -186,6 +188,7 @@ def plan_import(result: RamResult) -> ImportPlan:
         rest_skeleton=skeleton,
         edits=tuple(result.edits),
         tracks_table=result.tracks,
+        unfused_tracks=result.unfused_tracks,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ram_core.io.edits import MAX_TRACK_ID
+from ram_core.io.edits import MAX_TRACK_ID, edited_tracks
 
 from .results import FRAME_OFFSET
 
@@ -59,8 +59,7 @@ def track_spans(tracks: dict[str, np.ndarray]) -> dict[int, TrackSpan]:
 def new_track_id(spans: dict[int, TrackSpan], edits: list[dict[str, Any]]) -> int:
     """An ID no track has had in this result: above every present ID and every ID the log
     names, so a split never takes the ID of a track deleted or merged away earlier."""
-    named = [int(value) for edit in edits for key, value in edit.items() if _is_track_field(key)]
-    candidate = max([0, *spans, *named]) + 1
+    candidate = max([0, *spans, *edited_tracks(edits)]) + 1
     if candidate > MAX_TRACK_ID:
         raise EditError(f"No track ID is left (IDs go up to {MAX_TRACK_ID}).")
     return candidate
@@ -154,7 +153,3 @@ def _video_frame(scene_frame: int) -> int:
     if frame < 0:
         raise EditError(f"Frame {scene_frame} is before the video's first frame.")
     return frame
-
-
-def _is_track_field(key: str) -> bool:
-    return key in ("track", "track_a", "track_b", "into", "from", "new_id")

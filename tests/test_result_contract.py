@@ -25,17 +25,24 @@ from ram_core.io.result import (
     load_result,
     read_mask,
     solved_rest_skeleton,
+    write_combined,
 )
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.fusion import fuse_tracks
 from ram_core.motion.predictor import PredictorConfig
-from ram_core.motion.recombine import recombine_result
+from ram_core.motion.recombine import (
+    motion_config_record,
+    recombine_result,
+    tracks_to_refuse,
+)
 
 FRAMES = 10
 HEIGHT, WIDTH = 12, 30
 # Track -> its frames; each track paints its own column band in the masks.
 SPANS = {1: range(10), 2: range(6), 5: range(3, 10)}
 BANDS = {1: slice(0, 8), 2: slice(10, 18), 5: slice(20, 28)}
+RECORDED_PREDICTOR = PredictorConfig(damping=0.8)
+RECORDED_COMBINER = CombinerConfig(reliability_midpoint=0.7)
 
 
 def make_table(seed: int = 0) -> dict[str, np.ndarray]:
@@ -54,7 +61,8 @@ def make_table(seed: int = 0) -> dict[str, np.ndarray]:
     table["recon_confidence"][:] = rng.uniform(0.2, 1.0, n)
     table["reliability"][:] = rng.uniform(0.6, 1.0, n)
     table["box_xyxy"][:] = [0.0, 0.0, 8.0, 12.0]
-    return fuse_tracks(table)
+    # The pipeline fuses with the settings its manifest records (see ``result``).
+    return fuse_tracks(table, RECORDED_PREDICTOR, RECORDED_COMBINER)
 
 
 def labels_of(frame: int) -> np.ndarray:
@@ -237,3 +245,30 @@ def test_the_package_exports_the_reader():
     assert ram_core.read_mask is result.read_mask
     with pytest.raises(AttributeError):
         _ = ram_core.no_such_name
+
+
+def test_tracks_edited_since_the_last_run_are_the_ones_a_rerun_changes(result):
+    assert load_result(result).unfused_tracks == frozenset()
+    append_edit(result, {"op": "occlusion", "track": 2, "start": 1, "end": 3, "occluded": True})
+    current = load_result(result)
+    assert current.unfused_tracks == {2}
+    assert tracks_to_refuse(current, RECORDED_PREDICTOR, RECORDED_COMBINER) == {2}
+    # Re-running track 2 alone gives what re-running every track gives.
+    partial = fuse_tracks(current.tracks, RECORDED_PREDICTOR, RECORDED_COMBINER, track_ids=[2])
+    recombine_result(result)
+    full = load_result(result)
+    assert full.unfused_tracks == frozenset() and full.layers[-1] == "combined"
+    for name in ("global_orient", "body_pose", "transl", "gate", "pred_transl"):
+        np.testing.assert_allclose(partial[name], full.tracks[name], atol=1e-5)
+    # Later edits mark the tracks they name, through swaps too.
+    append_edit(result, {"op": "swap", "track_a": 1, "track_b": 5, "from_frame": 4})
+    assert load_result(result).unfused_tracks == {1, 5}
+    # A re-run of some tracks records the others it left behind.
+    record = motion_config_record(RECORDED_PREDICTOR, RECORDED_COMBINER)
+    edited = load_result(result)
+    write_combined(result, edited.tracks, edited.edits, {5}, motion_config=record)
+    again = load_result(result)
+    assert again.unfused_tracks == {5} and again.combined_motion_config == record
+    assert tracks_to_refuse(again, RECORDED_PREDICTOR, RECORDED_COMBINER) == {5}
+    # Other settings than the last run's: every track.
+    assert tracks_to_refuse(again, PredictorConfig(), RECORDED_COMBINER) == {1, 2, 5}

@@ -198,6 +198,16 @@ def label_mapping(edits: list[dict[str, Any]], frame: int, labels: list[int]) ->
     return current
 
 
+def edited_tracks(edits: list[dict[str, Any]]) -> set[int]:
+    """Every track ID the edits name: sources, targets and new IDs alike."""
+    return {
+        int(edit[name])
+        for edit in edits
+        for name, kind in EDIT_FIELDS[edit["op"]].items()
+        if kind == "track"
+    }
+
+
 def edits_digest(edits: list[dict[str, Any]]) -> str:
     """SHA-256 of a list of edits in canonical JSON: says which log a derived file was made
     from (``combined.npz`` records the digest of the edits it applied)."""

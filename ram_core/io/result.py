@@ -39,6 +39,7 @@ from ram_core.io.edits import (
     EDITS_FILE_NAME,
     MAX_TRACK_ID,
     MIN_TRACK_ID,
+    edited_tracks,
     edits_digest,
     empty_edits_document,
     read_edits,
@@ -94,6 +95,11 @@ COMBINED_FILE_NAME = "combined.npz"
 # Entries of combined.npz beside the tracks table: which edits it was made from.
 _COMBINED_EDIT_COUNT = "_edit_count"
 _COMBINED_EDIT_DIGEST = "_edit_digest"
+# Optional: tracks whose rows in combined.npz hold edits the Combiner has not run on (a re-run
+# of some tracks only); absent when there are none.
+_COMBINED_UNFUSED = "_unfused_tracks"
+# Optional: the Predictor and Combiner settings the re-run used (canonical JSON).
+_COMBINED_MOTION_CONFIG = "_motion_config"
 
 
 class ResultFormatError(BadInputError):
@@ -347,6 +353,12 @@ class RamResult:
     when the edit log was applied, then ``"combined"`` when it starts from the Combiner's
     re-run. ``combined_stale`` is True when a ``combined.npz`` was found but not used (it
     was made from edits that are no longer the log's start).
+
+    ``unfused_tracks``: the tracks whose final pose (``global_orient``, ``body_pose``,
+    ``transl``, ``gate``, ``pred_*``) may not be the Combiner's output for their current
+    inputs, because an edit since the last run (the pipeline's own, or ``combined.npz``)
+    names them. Every other track's final pose already is what a re-run would give, so a
+    re-run may skip it. A superset: every edit that moves rows names the tracks it moves.
     """
 
     path: Path
@@ -356,6 +368,10 @@ class RamResult:
     edits_applied: bool = False
     layers: tuple[str, ...] = ("pipeline",)
     combined_stale: bool = False
+    unfused_tracks: frozenset[int] = frozenset()
+    # The settings the ``combined`` layer was made with (its canonical JSON), None for the
+    # pipeline's own layer (made with the manifest's) or a re-run that did not record them.
+    combined_motion_config: str | None = None
 
     def track_ids(self) -> np.ndarray:
         """(K,) int32, the IDs present, ascending."""
@@ -376,9 +392,7 @@ class RamResult:
         return solved_rest_skeleton(self.manifest)
 
 
-def load_result(
-    path: str | Path, apply_edits: bool = True, use_combined: bool = True
-) -> RamResult:
+def load_result(path: str | Path, apply_edits: bool = True, use_combined: bool = True) -> RamResult:
     """Read a result folder (numpy only), the layers in order.
 
     ``apply_edits``: apply the edit log (False: the pipeline's own output, nothing else).
@@ -400,10 +414,12 @@ def load_result(
         raise ResultFormatError(f"The edit log of {folder} cannot be used: {exc}") from exc
     combined = None
     combined_stale = False
+    unfused: set[int] = set()
+    motion_config = None
     if apply_edits and use_combined and (folder / COMBINED_FILE_NAME).is_file():
-        combined, made_from = _read_combined(folder / COMBINED_FILE_NAME)
+        combined, made_from, unfused, motion_config = _read_combined(folder / COMBINED_FILE_NAME)
         if made_from is None or not _is_log_prefix(made_from, edits):
-            combined, combined_stale = None, True
+            combined, combined_stale, unfused, motion_config = None, True, set(), None
     if combined is not None:
         # tracks.npz is not read: the re-run was made from it and the edits it records.
         tracks, pending = combined, edits[made_from[0] :]
@@ -418,6 +434,7 @@ def load_result(
             tracks = apply_edit_log(tracks, pending)
         except ValueError as exc:
             raise ResultFormatError(f"The edits of {folder} cannot be applied: {exc}") from exc
+    present = set(np.unique(tracks["track_id"]).tolist())
     return RamResult(
         path=folder,
         manifest=manifest,
@@ -426,12 +443,27 @@ def load_result(
         edits_applied=True,
         layers=layers,
         combined_stale=combined_stale,
+        unfused_tracks=frozenset((unfused | edited_tracks(pending)) & present),
+        combined_motion_config=motion_config,
     )
 
 
-def write_combined(path: str | Path, tracks: dict[str, Any], edits: list[dict[str, Any]]) -> Path:
+def write_combined(
+    path: str | Path,
+    tracks: dict[str, Any],
+    edits: list[dict[str, Any]],
+    unfused_tracks: set[int] | frozenset[int] = frozenset(),
+    motion_config: str | None = None,
+) -> Path:
     """Write the Combiner's re-run (a full tracks table made with ``edits`` applied) as
-    ``combined.npz``, replacing any earlier one atomically. Never touches ``tracks.npz``."""
+    ``combined.npz``, replacing any earlier one atomically. Never touches ``tracks.npz``.
+
+    ``unfused_tracks``: tracks whose rows the re-run left as they were although an edit
+    names them (a re-run of other tracks only). ``motion_config``: the settings it ran
+    with, as ``ram_core.motion.recombine.motion_config_record`` gives them. Stored
+    uncompressed: the add-on reads and writes it on every re-run, and zlib would take most
+    of that time.
+    """
     folder = Path(path)
     checked = validate_tracks(tracks)
     target = folder / COMBINED_FILE_NAME
@@ -441,9 +473,13 @@ def write_combined(path: str | Path, tracks: dict[str, Any], edits: list[dict[st
         _COMBINED_EDIT_COUNT: np.asarray(len(edits), dtype=np.int64),
         _COMBINED_EDIT_DIGEST: np.asarray(edits_digest(edits)),
     }
+    if unfused_tracks:
+        entries[_COMBINED_UNFUSED] = np.asarray(sorted(unfused_tracks), dtype=np.int32)
+    if motion_config is not None:
+        entries[_COMBINED_MOTION_CONFIG] = np.asarray(motion_config)
     try:
         with open(temporary, "wb") as stream:
-            np.savez_compressed(stream, **entries)
+            np.savez(stream, **entries)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
@@ -567,23 +603,29 @@ def _read_tracks(file: Path, arrays: dict[str, np.ndarray] | None = None) -> dic
         raise ResultFormatError(f"{file} is not a valid tracks table: {exc}") from exc
 
 
-def _read_combined(file: Path) -> tuple[dict[str, np.ndarray] | None, tuple[int, str] | None]:
-    """combined.npz's table and which edits it was made from: (how many, their digest).
+def _read_combined(
+    file: Path,
+) -> tuple[dict[str, np.ndarray] | None, tuple[int, str] | None, set[int], str | None]:
+    """combined.npz's table, which edits it was made from (how many, their digest), the
+    tracks it left unfused and the settings it recorded.
 
-    (None, None) for a file that cannot be read or does not say what it was made from: it is
-    then not used (the pipeline's output and the edit log still are), never an error that
+    (None, None, {}, None) for a file that cannot be read or does not say what it was made from: it
+    is then not used (the pipeline's output and the edit log still are), never an error that
     would keep the artist from their result.
     """
     try:
         arrays = _read_npz(file)
         count = arrays.pop(_COMBINED_EDIT_COUNT, None)
         digest = arrays.pop(_COMBINED_EDIT_DIGEST, None)
+        unfused = arrays.pop(_COMBINED_UNFUSED, np.zeros(0, dtype=np.int32))
+        config = arrays.pop(_COMBINED_MOTION_CONFIG, None)
         table = _read_tracks(file, arrays)
     except ResultFormatError:
-        return None, None
-    if count is None or digest is None or count.ndim or digest.ndim:
-        return None, None
-    return table, (int(count), str(digest))
+        return None, None, set(), None
+    if count is None or digest is None or count.ndim or digest.ndim or unfused.ndim != 1:
+        return None, None, set(), None
+    recorded = str(config) if config is not None and config.ndim == 0 else None
+    return table, (int(count), str(digest)), set(unfused.astype(int).tolist()), recorded
 
 
 def _is_log_prefix(made_from: tuple[int, str], edits: list[dict[str, Any]]) -> bool:

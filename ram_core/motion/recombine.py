@@ -10,10 +10,12 @@ The settings are the ones the run recorded in its manifest (``config.predictor``
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
-from ram_core.io.result import ResultFormatError, load_result, write_combined
+from ram_core.io.result import RamResult, ResultFormatError, load_result, write_combined
 from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.fusion import fuse_tracks
@@ -34,6 +36,32 @@ def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, C
     return predictor, combiner
 
 
+def motion_config_record(predictor: PredictorConfig, combiner: CombinerConfig) -> str:
+    """The settings as canonical JSON, recorded in ``combined.npz`` beside a re-run."""
+    return json.dumps(
+        {"predictor": dataclasses.asdict(predictor), "combiner": dataclasses.asdict(combiner)},
+        sort_keys=True,
+    )
+
+
+def tracks_to_refuse(
+    result: RamResult, predictor: PredictorConfig, combiner: CombinerConfig
+) -> set[int]:
+    """The tracks of a loaded result (edits applied) whose final pose a re-run with these
+    settings would change: those edited since the last run (``unfused_tracks``), or every
+    track when the last run used other settings. Re-running only these gives what a re-run
+    of every track gives."""
+    record = motion_config_record(predictor, combiner)
+    if "combined" in result.layers:
+        made_with = result.combined_motion_config
+    else:
+        # The pipeline's own output was made with the settings its manifest records.
+        made_with = motion_config_record(*recorded_motion_config(result.manifest))
+    if made_with != record:
+        return set(result.track_ids().tolist())
+    return set(result.unfused_tracks)
+
+
 def recombine_result(
     path: str | Path,
     predictor_config: PredictorConfig | None = None,
@@ -45,9 +73,8 @@ def recombine_result(
     """
     result = load_result(path, apply_edits=True, use_combined=False)
     recorded_predictor, recorded_combiner = recorded_motion_config(result.manifest)
-    fused = fuse_tracks(
-        result.tracks,
-        predictor_config or recorded_predictor,
-        combiner_config or recorded_combiner,
-    )
-    return write_combined(result.path, fused, result.edits)
+    predictor = predictor_config or recorded_predictor
+    combiner = combiner_config or recorded_combiner
+    fused = fuse_tracks(result.tracks, predictor, combiner)
+    record = motion_config_record(predictor, combiner)
+    return write_combined(result.path, fused, result.edits, motion_config=record)

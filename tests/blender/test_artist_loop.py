@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import CAMERA, DEMO_VIDEO, mask_box, scene_state, submodule, write_result
 
+from ram_core.body.rotations import axis_angle_to_matrix
 from ram_core.body.skeleton import JOINT_NAMES
 from ram_core.io.edits import read_edits
 from ram_core.io.palette import track_color
@@ -21,7 +22,7 @@ TRACKS = {1: range(30), 2: range(30), 3: range(10, 24)}
 
 @pytest.fixture
 def imported(ext, tmp_path):
-    path = write_result(tmp_path / "clip.ram", TRACKS, masks=True)
+    path = write_result(tmp_path / "clip.ram", TRACKS, masks=True, fused=True)
     report = submodule("importer").import_result(path)
     return path.resolve(), report.collection
 
@@ -230,15 +231,15 @@ def test_edits_survive_save_reload_and_reimport(imported, tmp_path):
 def test_rerun_after_marking_occluded_changes_only_the_range_and_matches_the_cli(
     imported, tmp_path
 ):
-    path, _collection = imported
-    # The Combiner's output without the edit is the reference (the test's pipeline columns
-    # are the reconstruction itself).
-    bpy.ops.ram.rerun_combiner(track=0)
+    path, collection = imported
+    bpy.ops.ram.rerun_combiner(track=0)  # nothing edited: nothing to re-run
+    assert not (path / "combined.npz").exists()
     before = root_location(armature(1))
     before_2 = root_location(armature(2))
     bpy.ops.ram.mark_occluded(track=1, frame_start=12, frame_end=16, occluded=True)
     assert keys(armature(1), '["ram_occluded"]')[11:16, 1].tolist() == [1.0] * 5
     np.testing.assert_array_equal(root_location(armature(1)), before)  # not re-run yet
+    assert [item.track_id for item in collection.ram.tracks if item.needs_combine] == [1]
     cli_copy = tmp_path / "copy.ram"
     shutil.copytree(path, cli_copy)
     bpy.ops.ram.rerun_combiner(track=0)
@@ -251,9 +252,17 @@ def test_rerun_after_marking_occluded_changes_only_the_range_and_matches_the_cli
     recombine_result(cli_copy)
     ours, cli = load_result(path), load_result(cli_copy)
     assert ours.layers == cli.layers == ("pipeline", "edits", "combined")
-    for name in ("global_orient", "body_pose", "transl", "gate"):
+    # Rotations compared as rotations: near a half-turn, axis-angle may flip sign.
+    for name in ("global_orient", "body_pose"):
+        np.testing.assert_allclose(
+            axis_angle_to_matrix(ours.tracks[name].astype(np.float64)),
+            axis_angle_to_matrix(cli.tracks[name].astype(np.float64)),
+            atol=1e-5,
+        )
+    for name in ("transl", "gate"):
         np.testing.assert_allclose(ours.tracks[name], cli.tracks[name], atol=1e-5)
     assert keys(armature(1), '["ram_gate"]')[11:16, 1].tolist() == [0.0] * 5
+    assert not any(item.needs_combine for item in collection.ram.tracks)
 
 
 def test_operators_take_their_tracks_from_the_track_list(imported):
