@@ -11,7 +11,7 @@ from conftest import CAMERA, DEMO_VIDEO, mask_box, scene_state, submodule, write
 
 from ram_core.body.rotations import axis_angle_to_matrix
 from ram_core.body.skeleton import JOINT_NAMES
-from ram_core.io.edits import read_edits
+from ram_core.io.edits import append_edit, read_edits
 from ram_core.io.palette import track_color
 from ram_core.io.result import load_result, read_mask
 from ram_core.motion.recombine import recombine_result
@@ -330,3 +330,147 @@ def test_rerunning_one_track_rekeys_only_it_and_reimport_shows_the_same(imported
         np.testing.assert_allclose(root_location(armature(track_id)), values, atol=1e-6)
     gate = keys(armature(1), '["ram_gate"]')
     assert gate[4:9, 1].tolist() == [0.0] * 5
+
+
+def test_clicking_a_mask_in_the_preview_picks_its_track(imported):
+    from types import SimpleNamespace
+
+    _path, collection = imported
+    draw = submodule("overlay_draw")
+    scene = bpy.context.scene
+    scene.frame_set(13)
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+
+    class View2D:  # the preview region shows the frame 1:1, its corner at the region's
+        def region_to_view(self, x, y):
+            return x - width / 2, y - height / 2
+
+    context = SimpleNamespace(scene=scene, region=SimpleNamespace(view2d=View2D()))
+    x0, y0, x1, y1 = mask_box(3)
+    # Region y runs up from the bottom, image rows down from the top.
+    picked = draw.pick_track(context, (x0 + x1) / 2, height - (y0 + y1) / 2)
+    assert picked == (collection, 3)
+    assert draw.pick_track(context, 2, 2) is None
+    collection.ram.tracks[2].show_mask = False  # a hidden mask cannot be picked
+    assert draw.pick_track(context, (x0 + x1) / 2, height - (y0 + y1) / 2) is None
+
+
+def test_edits_wait_for_a_reimport_when_the_log_changed_outside(imported):
+    path, collection = imported
+    append_edit(path, {"op": "delete", "track": 3})
+    assert "re-import" in submodule("editing").log_out_of_sync(collection)
+    with pytest.raises(RuntimeError, match="changed outside this scene"):
+        bpy.ops.ram.delete_track(track=2)
+    assert len(read_edits(path)) == 1 and "RAM_Person_003" in bpy.data.objects
+    submodule("importer").import_result(path)
+    bpy.ops.ram.delete_track(track=2)
+    assert [edit["track"] for edit in read_edits(path)] == [3, 2]
+
+
+class RecordingLayout:
+    """Stands in for a UILayout (none exists headless): checks each drawn property and
+    operator exists, and records what was drawn."""
+
+    def __init__(self, drawn: list):
+        self.drawn = drawn
+
+    def _nested(self, *args, **kwargs):
+        return RecordingLayout(self.drawn)
+
+    row = column = box = grid_flow = _nested
+
+    def label(self, text="", icon="NONE"):
+        self.drawn.append(("label", text))
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        self.drawn.append(("prop", name))
+
+    def operator(self, idname, **kwargs):
+        module, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), name), idname
+        self.drawn.append(("operator", idname))
+        return OperatorProperties(getattr(getattr(bpy.ops, module), name))
+
+    def template_list(self, listtype, list_id, data, name, active_data, active_name, **kw):
+        assert hasattr(bpy.types, listtype)
+        assert name in data.bl_rna.properties and active_name in active_data.bl_rna.properties
+        self.drawn.append(("list", name))
+
+    def progress(self, **kwargs):
+        self.drawn.append(("progress", kwargs.get("text")))
+
+
+class OperatorProperties:
+    """What ``layout.operator`` returns: setting a property it lacks fails."""
+
+    def __init__(self, operator):
+        object.__setattr__(self, "names", operator.get_rna_type().properties.keys())
+
+    def __setattr__(self, name, value):
+        assert name in self.names, name
+
+
+def test_the_panel_draws_the_track_list_and_the_edit_buttons(imported):
+    _path, collection = imported
+    panels = submodule("panels")
+    drawn = []
+    panels.draw_track_list(RecordingLayout(drawn), collection)
+    operators = [name for kind, name in drawn if kind == "operator"]
+    for idname in ("ram.swap_ids", "ram.merge_tracks", "ram.split_track", "ram.delete_track"):
+        assert idname in operators
+    assert ("list", "tracks") in drawn and ("prop", "show_masks") in drawn
+    rows = []
+    for item in collection.ram.tracks:
+        # draw_item uses nothing of the list itself.
+        panels.RAM_UL_tracks.draw_item(
+            None, bpy.context, RecordingLayout(rows), None, item, 0, None, ""
+        )
+    assert ("label", "ID 3") in rows and ("label", "11–24") in rows
+    assert ("prop", "show_mask") in rows
+
+
+def _gpu_or_skip():
+    import gpu
+
+    try:
+        if hasattr(gpu, "init"):
+            gpu.init()
+        return gpu, gpu.types.GPUOffScreen(8, 8)
+    except Exception as exc:  # 4.2 has no GPU headless
+        pytest.skip(f"no headless GPU on Blender {bpy.app.version_string}: {exc}")
+
+
+def test_the_preview_draws_each_visible_mask_in_its_colour(imported):
+    from mathutils import Matrix
+
+    _path, collection = imported
+    gpu, _ = _gpu_or_skip()
+    draw = submodule("overlay_draw")
+    scene = bpy.context.scene
+    scene.frame_set(13)
+    collection.ram.tracks[0].show_mask = False  # track 1 hidden
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    offscreen = gpu.types.GPUOffScreen(width, height)
+    with offscreen.bind():
+        framebuffer = gpu.state.active_framebuffer_get()
+        framebuffer.clear(color=(0.0, 0.0, 0.0, 0.0))
+        with gpu.matrix.push_pop():
+            # The preview's view space: render pixels, origin at the frame's centre.
+            gpu.matrix.load_matrix(Matrix.Identity(4))
+            gpu.matrix.load_projection_matrix(Matrix.Diagonal((2 / width, 2 / height, 1, 1)))
+            draw._draw_masks()
+        drawn = np.array(framebuffer.read_color(0, 0, width, height, 4, 0, "FLOAT").to_list())
+    image = drawn[::-1]  # framebuffer rows run up, image rows down
+    alpha = submodule("overlay").DEFAULT_ALPHA / 255
+    for track_id in (2, 3):
+        x0, y0, x1, y1 = mask_box(track_id)
+        expected = np.array(track_color(track_id)) * alpha
+        np.testing.assert_allclose(
+            image[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, :3],
+            np.broadcast_to(expected, (y1 - y0 - 4, x1 - x0 - 4, 3)),
+            atol=3 / 255,
+        )
+    x0, y0, x1, y1 = mask_box(1)
+    assert np.all(image[y0:y1, x0:x1] == 0.0)
+    assert np.all(image[5:50, :] == 0.0)  # above every mask: nothing drawn
