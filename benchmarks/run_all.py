@@ -118,6 +118,14 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             required_file=BLENDER52_PYTHON,
         ),
         Benchmark(
+            "retarget",
+            "Retarget time in Blender 5.2: one track onto four rigs",
+            [str(BLENDER52_PYTHON), "benchmarks/bench_retarget.py"],
+            ["--frames", "60"],
+            [RESULTS / "retarget.md"],
+            required_file=BLENDER52_PYTHON,
+        ),
+        Benchmark(
             "masks",
             "Mask label images: the numpy-only PNG codec Blender reads with, against OpenCV",
             [str(PYTHON), "benchmarks/bench_masks.py"],
@@ -363,6 +371,19 @@ def _artist_loop_headlines(folder: Path) -> list[str]:
     return lines
 
 
+def _retarget_headlines(folder: Path) -> list[str]:
+    path = folder / "retarget.md"
+    frames = _search(path, r"One track of (\d+) frames")
+    mixamo = _search(path, r"\| A-pose rig, Mixamo names.*?\| (\d+) \| ([\d.]+) \|")
+    rigify = _search(path, r"\| Rigify, generated.*?\| (\d+) \| ([\d.]+) \|")
+    if not (frames and mixamo and rigify):
+        return []
+    return [
+        f"Retarget of {frames[1]} frames: **{mixamo[2]} s** onto a plain rig, "
+        f"**{rigify[2]} s** onto Rigify (evaluated frame by frame)."
+    ]
+
+
 def _sam2_headlines(folder: Path) -> list[str]:
     found = _search(folder / "sam2_segfollow.md", r"\*\*SegFollow logic\*\*.*?\*\*([\d.]+%)\*\*")
     return [f"SegFollow's own logic on SAM2: **{found[1]}** of a step."] if found else []
@@ -408,6 +429,7 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "blender_import": _blender_headlines,
     "combiner": _combiner_headlines,
     "artist_loop": _artist_loop_headlines,
+    "retarget": _retarget_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
 

@@ -35,6 +35,45 @@ def draw_import_panel(layout, context) -> None:
         draw_track_list(layout.box(), collection)
 
 
+def draw_retarget_panel(layout, context) -> None:
+    settings = context.scene.ram
+    layout.prop(settings, "retarget_source")
+    layout.prop(settings, "retarget_target")
+    row = layout.row(align=True)
+    row.operator("ram.retarget", icon="ARMATURE_DATA")
+    dry = row.operator("ram.retarget", text="Dry Run", icon="VIEWZOOM")
+    dry.dry_run = True
+    target = settings.retarget_target
+    if target is not None:
+        box = layout.box()
+        box.label(text="Custom bone map (preset Custom)")
+        box.template_list(
+            "RAM_UL_bone_map",
+            target.name,
+            target,
+            "ram_bone_map",
+            target,
+            "ram_bone_map_index",
+            rows=3,
+        )
+        row = box.row(align=True)
+        row.operator("ram.bone_map_fill", icon="IMPORT")
+        row.operator("ram.bone_map_load", text="", icon="FILEBROWSER")
+        row.operator("ram.bone_map_save", text="", icon="FILE_TICK")
+    row = layout.row(align=True)
+    row.operator("ram.export_tracks", text="Export FBX", icon="EXPORT").file_format = "FBX"
+    row.operator("ram.export_tracks", text="Export BVH", icon="EXPORT").file_format = "BVH"
+
+
+class RAM_UL_bone_map(bpy.types.UIList):
+    """One row per mapped bone: the target bone and the SMPL joint that drives it."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname):
+        row = layout.row(align=True)
+        row.prop(item, "bone", text="", emboss=False)
+        row.prop(item, "joint", text="")
+
+
 class RAM_UL_tracks(bpy.types.UIList):
     """One row per track: colour, ID, frame range, share occluded, mask toggle."""
 
@@ -98,6 +137,17 @@ class VIEW3D_PT_ram_import(bpy.types.Panel):
         draw_import_panel(self.layout, context)
 
 
+class VIEW3D_PT_ram_retarget(bpy.types.Panel):
+    bl_label = "Retarget and Export"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "RAM"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        draw_retarget_panel(self.layout, context)
+
+
 class SEQUENCER_PT_ram_import(bpy.types.Panel):
     bl_label = "Motion from Video"
     bl_space_type = "SEQUENCE_EDITOR"
@@ -108,5 +158,11 @@ class SEQUENCER_PT_ram_import(bpy.types.Panel):
         draw_import_panel(self.layout, context)
 
 
-classes = (RAM_UL_tracks, VIEW3D_PT_ram_import, SEQUENCER_PT_ram_import)
+classes = (
+    RAM_UL_tracks,
+    RAM_UL_bone_map,
+    VIEW3D_PT_ram_import,
+    VIEW3D_PT_ram_retarget,
+    SEQUENCER_PT_ram_import,
+)
 register, unregister = bpy.utils.register_classes_factory(classes)

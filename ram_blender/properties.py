@@ -13,6 +13,14 @@ def _redraw_previews(_self, context) -> None:
                 area.tag_redraw()
 
 
+def _is_track_armature(_self, obj) -> bool:
+    return obj.type == "ARMATURE" and "ram_track_id" in obj
+
+
+def _is_other_armature(_self, obj) -> bool:
+    return obj.type == "ARMATURE" and "ram_track_id" not in obj
+
+
 def _activate_track_armature(self, context) -> None:
     """Choosing a row makes its armature the selected, active object."""
     if not 0 <= self.active_track < len(self.tracks):
@@ -51,6 +59,18 @@ class RAM_PG_settings(bpy.types.PropertyGroup):
         description="Video frame to stop before",
         default=100,
         min=1,
+    )
+    retarget_source: bpy.props.PointerProperty(
+        name="Track",
+        description="The track armature to retarget",
+        type=bpy.types.Object,
+        poll=_is_track_armature,
+    )
+    retarget_target: bpy.props.PointerProperty(
+        name="Rig",
+        description="Your armature to bake the track onto",
+        type=bpy.types.Object,
+        poll=_is_other_armature,
     )
 
 
