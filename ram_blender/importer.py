@@ -13,7 +13,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
-from mathutils import Matrix
+from mathutils import Euler, Matrix
 
 from ram_core.body.skeleton import JOINT_NAMES
 from ram_core.io.palette import track_color
@@ -35,6 +35,8 @@ RESULT_PATH_PROP = "ram_result_path"
 TRACK_ID_PROP = "ram_track_id"
 SOURCE_VIDEO_PROP = "ram_source_video"
 BODY_MODEL_PROP = "ram_body_model"
+# Where the armature's world placement came from ("manifest", "estimated at import…").
+WORLD_PROP = "ram_world"
 # Keyed custom properties on each armature: what the Combiner saw and did, per frame.
 SIGNAL_PROPS = {
     "ram_reliability": "How much the video observation was trusted (0..1)",
@@ -191,8 +193,8 @@ def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.type
     data.clip_end = 1000.0
     camera = bpy.data.objects.new(f"{plan.collection_name} camera", data)
     camera.rotation_mode = "XYZ"
-    camera.rotation_euler = CAMERA_ROTATION_EULER
-    camera.location = (0.0, 0.0, 0.0)
+    turn = Euler(CAMERA_ROTATION_EULER, "XYZ").to_matrix().to_4x4()
+    camera.matrix_world = Matrix(plan.camera_to_world.tolist()) @ turn
     camera[RESULT_PATH_PROP] = str(plan.result_path)
     collection.objects.link(camera)
     if plan.video_path is None or not plan.video_path.is_file():
@@ -269,7 +271,9 @@ def _track_object(plan: ImportPlan, track: TrackPlan, data, collection):
     obj[RESULT_PATH_PROP] = str(plan.result_path)
     obj.color = (*track.color, 1.0)
     obj.show_in_front = True
-    obj.matrix_world = Matrix.Identity(4)
+    # The armature's space is the camera frame; the world frame stands it on the floor.
+    obj.matrix_world = Matrix(plan.camera_to_world.tolist())
+    obj[WORLD_PROP] = plan.world_source
     collection.objects.link(obj)
     return obj
 
@@ -334,6 +338,8 @@ def add_split_track(
     (it is the same person), its own name, colour, material and keys."""
     data = source.data.copy()
     obj = _track_object(plan, track, data, collection)
+    # Where the import put its people (a re-estimate from the edited tracks could differ).
+    obj.matrix_world = source.matrix_world.copy()
     obj[BODY_MODEL_PROP] = source.get(BODY_MODEL_PROP, "")
     bpy.context.view_layer.update()
     _style_pose_bones(obj, track.color)

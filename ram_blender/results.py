@@ -2,23 +2,27 @@
 
 Frames and axes. Video frame ``f`` is shown at Blender frame ``f + FRAME_OFFSET`` (a movie
 clip's first frame sits on frame 1). The result is in the OpenCV camera frame (x right,
-y down, z forward); the importer puts the camera at the world origin turned a half-turn
-about x (a Blender camera looks down its local -z with y up), which makes Blender's world
-frame *equal* to the OpenCV camera frame: ``CAMERA_TO_WORLD`` is the identity, so armatures
-need no parent or offset to line up with the video through the camera.
+y down, z forward). The shot's world frame (``ImportPlan.camera_to_world``: Z up, the floor
+at z = 0, see ``ram_core.motion.world``) places everything: the camera object is
+``camera_to_world`` turned a half-turn about x (a Blender camera looks down its local -z
+with y up), and each armature's object matrix is ``camera_to_world`` (its space is the
+camera frame), so the people stand on one floor and still line up with the video through
+the camera. ``CAMERA_TO_WORLD`` (the identity) is the frame when nothing says otherwise.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.io.palette import track_color
 from ram_core.io.result import RamResult, ResultFormatError, load_result, solved_rest_skeleton
+from ram_core.motion.world import estimate_world, world_from_manifest
 
 FRAME_OFFSET = 1
 CAMERA_ROTATION_EULER = (math.pi, 0.0, 0.0)
@@ -89,6 +93,10 @@ class ImportPlan:
     rest_skeleton: dict[str, Any] | None = None
     # The edit log the tracks reflect (``edits.json`` when the plan was read).
     edits: tuple[dict[str, Any], ...] = ()
+    # The shot's world frame (Z up, floor at z = 0): camera coordinates -> world, (4, 4),
+    # from the manifest or, for a result written before it was stored, estimated here.
+    camera_to_world: np.ndarray = field(default_factory=lambda: CAMERA_TO_WORLD.copy())
+    world_source: str = "none"
     # The edited tracks table the plan was made from (name -> (N, ...) arrays).
     tracks_table: dict[str, np.ndarray] | None = None
     # Tracks edited since the Combiner last ran on them (``RamResult.unfused_tracks``).
@@ -170,6 +178,7 @@ def plan_import(result: RamResult) -> ImportPlan:
         )
     video_path = Path(video["path"]) if video.get("path") else None
     skeleton = solved_rest_skeleton(manifest)
+    camera_to_world, world_source = shot_world(result, fps)
     return ImportPlan(
         result_path=result.path.resolve(),
         collection_name=f"RAM {result.path.name}",
@@ -189,7 +198,24 @@ def plan_import(result: RamResult) -> ImportPlan:
         edits=tuple(result.edits),
         tracks_table=result.tracks,
         unfused_tracks=result.unfused_tracks,
+        camera_to_world=camera_to_world,
+        world_source=world_source,
     )
+
+
+def shot_world(result: RamResult, fps: float) -> tuple[np.ndarray, str]:
+    """(camera_to_world, where it came from): the manifest's ``world``, else estimated from
+    the tracks (older results), else the camera frame itself (no tracks)."""
+    try:
+        stored = world_from_manifest(result.manifest.get("world"))
+    except ValueError as exc:
+        raise ResultFormatError(f"{result.path}: {exc}.") from exc
+    if stored is not None:
+        return stored, "manifest"
+    estimated = estimate_world(result.tracks, REST_JOINTS_M, fps)
+    if estimated is None:
+        return CAMERA_TO_WORLD.copy(), "none"
+    return estimated.camera_to_world, f"estimated at import ({estimated.method})"
 
 
 def load_import_plan(path: str | Path) -> ImportPlan:

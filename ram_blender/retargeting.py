@@ -15,14 +15,14 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion
 
-from ram_core.body.retarget import RetargetResult, Rig, retarget
+from ram_core.body.retarget import CAMERA_TO_ZUP, RetargetResult, Rig, retarget
 from ram_core.body.rig_presets import PRESETS, detect_preset, preset_map, read_bone_map
 from ram_core.body.rotations import matrix_to_quaternion, quaternion_to_matrix
 from ram_core.body.skeleton import JOINT_NAMES
 from ram_core.errors import BadInputError
 
 from . import animation
-from .importer import TRACK_ID_PROP
+from .importer import TRACK_ID_PROP, WORLD_PROP
 from .skeleton import continuous_quaternions
 
 # Rigify's IK/FK switches, set to FK (1.0) so its FK controls drive the deform bones.
@@ -181,6 +181,11 @@ def retarget_track(
             target_rig,
             mapping,
             current_bases(target, target_rig),
+            # An armature placed in the shot's world is upright already; one imported
+            # before the world frame existed stands in the camera frame.
+            camera_to_world=np.eye(3)
+            if source.get(WORLD_PROP, "none") != "none"
+            else CAMERA_TO_ZUP,
         )
     except ValueError as exc:
         raise RetargetError(f"Cannot retarget onto {target.name}: {exc}") from exc

@@ -29,12 +29,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from ram_core import __version__
+from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.config import RunConfig, config_to_dict
 from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
 from ram_core.io.result import TRACK_ARRAYS, ResultWriter, check_output_path
 from ram_core.models.backends import Backend, resolve_backend
 from ram_core.motion.fusion import fuse_tracks
+from ram_core.motion.world import estimate_world
 from ram_core.track.segfollow import SegFollow
 from ram_core.types import (
     BodyEstimate,
@@ -285,6 +287,9 @@ def run_pipeline(
             timer.add("predict_combine", time.perf_counter() - t0)
             manifest = _manifest(info, first, stop, camera, parts, config, fused, timer)
             manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
+            world = estimate_world(fused, REST_JOINTS_M, info.fps)
+            if world is not None:
+                manifest["world"] = world.to_manifest()
             if config.pipeline.preview and writer.temporary_path is not None:
                 from ram_core.video.preview import write_preview
 

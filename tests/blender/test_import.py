@@ -1,5 +1,7 @@
 """import_result in real bpy: objects, keys, joint positions, camera projection, re-import."""
 
+from pathlib import Path
+
 import bpy
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from bpy_extras.object_utils import world_to_camera_view
 from conftest import CAMERA, DEMO_VIDEO, EXTENSION_MODULE, submodule, write_result
 from mathutils import Vector
 
-from ram_core.body.skeleton import JOINT_NAMES, PARENTS, forward_kinematics
+from ram_core.body.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS_M, forward_kinematics
 from ram_core.io.result import ResultFormatError, load_result
 
 TRACKS = {1: range(20), 4: range(6, 20)}
@@ -80,9 +82,8 @@ def test_joint_world_positions_match_forward_kinematics(ext, result_path, frame_
         joints_cam, _ = forward_kinematics(
             rows["global_orient"][row], rows["body_pose"][row], rows["transl"][row]
         )
-        joints_world = (
-            joints_cam @ results.CAMERA_TO_WORLD[:3, :3].T + results.CAMERA_TO_WORLD[:3, 3]
-        )
+        world = results.load_import_plan(result_path).camera_to_world
+        joints_world = joints_cam @ world[:3, :3].T + world[:3, 3]
         error_m = np.abs(_bone_heads_world(obj) - joints_world).max()
         assert error_m < 1e-3, f"track {track_id} frame {frame_index}: {error_m:.2e} m"
 
@@ -183,3 +184,47 @@ def test_a_result_with_edits_reads_and_imports_edited_with_numpy_alone(ext, tmp_
         "RAM_Person_005",
         "RAM_Person_008",
     ]
+
+
+def _people_on_a_floor(tmp_path, with_world: bool):
+    """A result of four people on a floor seen by a camera 1.85 m up, pitched 9 degrees down
+    (``tests/test_world.py``'s scene), with or without the world entry in its manifest."""
+    import importlib.util
+
+    from ram_core.io.result import ResultWriter
+    from ram_core.motion.world import estimate_world
+
+    spec = importlib.util.spec_from_file_location(
+        "world_scene", Path(__file__).resolve().parents[1] / "test_world.py"
+    )
+    scene = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scene)
+    rotation, translation = scene.camera_pose(1.85, -9.0)
+    table = scene.people_table(rotation, translation)
+    manifest = {
+        "source_video": {"path": str(DEMO_VIDEO), "fps": 25.0, "width": 640, "height": 360},
+        "camera": dict(CAMERA),
+    }
+    if with_world:
+        manifest["world"] = estimate_world(table, REST_JOINTS_M, 25.0).to_manifest()
+    with ResultWriter(tmp_path / "floor.ram") as writer:
+        return writer.finish(manifest, table)
+
+
+@pytest.mark.parametrize("with_world", [True, False])
+def test_people_stand_on_one_floor_and_the_camera_at_its_height(ext, tmp_path, with_world):
+    path = _people_on_a_floor(tmp_path, with_world)
+    report = submodule("importer").import_result(path)
+    camera = report.camera
+    assert camera.matrix_world.translation.z == pytest.approx(1.85, abs=0.05)
+    view = camera.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0))  # a camera looks down -z
+    assert np.degrees(np.arcsin(view.z)) == pytest.approx(-9.0, abs=0.5)
+    expected_source = "manifest" if with_world else "estimated at import (feet-plane)"
+    assert all(obj["ram_world"] == expected_source for obj in report.armatures)
+    feet = ("left_ankle", "left_foot", "right_ankle", "right_foot")
+    sole = np.array([0.081, 0.028, 0.081, 0.028])
+    for frame in (1, 20, 40):
+        bpy.context.scene.frame_set(frame)
+        for obj in report.armatures:
+            heights = [(obj.matrix_world @ obj.pose.bones[name].head).z for name in feet]
+            assert (np.array(heights) - sole).min() == pytest.approx(0.0, abs=0.04)
