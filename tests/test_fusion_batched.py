@@ -1,13 +1,14 @@
 """The batched Predictor + Combiner against the per-track, per-frame loop it replaced.
 
 ``fuse_tracks`` and ``combine_tracks`` run all tracks and joints side by side on
-quaternions; the reference below is the earlier implementation (one track at a time,
-rotation matrices, a Python loop over frames), kept here verbatim in substance. Rotations
+quaternions; the reference (``fusion_reference.py``) is the earlier implementation (one
+track at a time, rotation matrices, a Python loop over frames), kept in substance. Rotations
 are compared as rotations (the angle of R_ref^T R_new), since axis-angle is ambiguous at pi.
 """
 
 from __future__ import annotations
 
+import fusion_reference as reference
 import numpy as np
 import pytest
 
@@ -16,7 +17,6 @@ from ram_core.body.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_quaternion,
     matrix_to_axis_angle,
-    slerp_axis_angle,
 )
 from ram_core.io.result import TRACK_ARRAYS
 from ram_core.motion.combiner import (
@@ -34,136 +34,6 @@ from ram_core.motion.predictor import (
 )
 
 # --------------------------------------------------------------------------- reference
-
-
-def _ref_last_valid_before(valid):
-    T = valid.shape[0]
-    marks = np.where(valid, np.arange(T), -1)
-    upto = np.maximum.accumulate(marks) if T else marks
-    return np.concatenate([[-1], upto[:-1]]) if T else upto
-
-
-def _ref_prediction_steps(pose_aa, transl, valid, config):
-    """predictor.prediction_steps as it was: rot_step (T, J, 3), transl_step (T, 3)."""
-    T = valid.shape[0]
-    last = _ref_last_valid_before(valid)
-    prev = np.where(last >= 0, _ref_last_valid_before(valid)[np.maximum(last, 0)], -1)
-    gap = last - prev
-    moving = (last >= 0) & (prev >= 0) & (gap <= config.max_velocity_gap)
-    R = axis_angle_to_matrix(pose_aa)
-    relative = np.swapaxes(R[np.maximum(prev, 0)], -1, -2) @ R[np.maximum(last, 0)]
-    velocity = matrix_to_axis_angle(relative) / np.maximum(gap, 1)[:, None, None]
-    speed = np.linalg.norm(velocity, axis=-1, keepdims=True)
-    velocity = velocity * np.minimum(1.0, config.max_angular_speed / np.maximum(speed, 1e-12))
-    velocity = np.where(moving[:, None, None], velocity, 0.0)
-    k = np.maximum(np.arange(T) - last, 1)
-    rot_step = velocity * (config.damping ** (k - 1))[:, None, None]
-
-    priors = np.zeros((T, 3, 2))
-    if np.any(valid):
-        first = int(np.argmax(valid))
-        q = config.transl_accel_std_m**2
-        Q = q * np.array([[0.25, 0.5], [0.5, 1.0]])
-        r = config.transl_meas_std_m**2
-        mean = np.stack([transl[first], np.zeros(3)], axis=1)
-        cov = np.diag([r, config.transl_init_speed_std_m**2])
-        for t in range(first + 1, T):
-            decay = 1.0 if valid[t - 1] else config.transl_damping
-            F = np.array([[1.0, 1.0], [0.0, decay]])
-            mean = mean @ F.T
-            cov = F @ cov @ F.T + Q
-            priors[t] = mean
-            if valid[t]:
-                innovation = transl[t] - mean[:, 0]
-                gain = cov[:, 0] / (cov[0, 0] + r)
-                mean = mean + innovation[:, None] * gain[None, :]
-                cov = cov - np.outer(gain, cov[0, :])
-    return rot_step, priors[:, :, 1]
-
-
-def _ref_rate_limit(target, max_step):
-    g = target.copy()
-    for t in range(1, g.shape[0]):
-        g[t] = min(g[t], g[t - 1] + max_step)
-    for t in range(g.shape[0] - 2, -1, -1):
-        g[t] = min(g[t], g[t + 1] + max_step)
-    return g
-
-
-def _ref_gate(reliability, occluded, recon_valid, config):
-    z = np.nan_to_num(reliability, nan=0.0) - config.reliability_midpoint
-    z = np.clip(z / config.reliability_width, -60.0, 60.0)
-    g = 1.0 / (1.0 + np.exp(-z))
-    g = np.where(occluded | ~recon_valid, 0.0, g)
-    if config.max_gate_step < 1.0:
-        g = _ref_rate_limit(g, config.max_gate_step)
-    return np.clip(g, 0.0, 1.0)
-
-
-def _ref_combine_track(recon_pose, recon_transl, gate, observed, config):
-    recon_pose = np.asarray(recon_pose, dtype=np.float64)
-    recon_transl = np.asarray(recon_transl, dtype=np.float64)
-    gate = np.clip(np.nan_to_num(np.asarray(gate, dtype=np.float64)), 0.0, 1.0)
-    T = gate.shape[0]
-    usable = (
-        observed
-        & np.all(np.isfinite(recon_pose), axis=(1, 2))
-        & np.all(np.isfinite(recon_transl), axis=1)
-    )
-    gate = np.where(usable, gate, 0.0)
-    pose = np.zeros_like(recon_pose)
-    transl = np.zeros((T, 3))
-    pred_pose = np.zeros_like(recon_pose)
-    pred_transl = np.zeros((T, 3))
-    if not np.any(usable):
-        return pose, transl, pred_pose, pred_transl
-    clean_pose = np.where(usable[:, None, None], recon_pose, 0.0)
-    clean_transl = np.where(usable[:, None], recon_transl, 0.0)
-    rot_step, transl_step = _ref_prediction_steps(clean_pose, clean_transl, usable, config)
-    step_R = axis_angle_to_matrix(rot_step)
-    first = int(np.argmax(usable))
-    pred_pose[: first + 1] = clean_pose[first]
-    pred_transl[: first + 1] = clean_transl[first]
-    pose[: first + 1] = clean_pose[first]
-    transl[: first + 1] = clean_transl[first]
-    for t in range(first + 1, T):
-        pred_pose[t] = matrix_to_axis_angle(axis_angle_to_matrix(pose[t - 1]) @ step_R[t])
-        pred_transl[t] = transl[t - 1] + transl_step[t]
-        if gate[t] > 0.0:
-            pose[t] = slerp_axis_angle(pred_pose[t], clean_pose[t], gate[t])
-            transl[t] = pred_transl[t] + gate[t] * (clean_transl[t] - pred_transl[t])
-        else:
-            pose[t], transl[t] = pred_pose[t], pred_transl[t]
-    return pose, transl, pred_pose, pred_transl
-
-
-def _ref_fuse_tracks(tracks, predictor_config, combiner_config):
-    out = {k: np.array(v, copy=True) for k, v in tracks.items()}
-    for rows in track_slices(out["track_id"]):
-        recon_pose, recon_transl, recon_valid, observed = track_reconstruction(out, rows)
-        occluded = out["occluded"][rows].astype(bool)
-        gate = _ref_gate(
-            out["reliability"][rows].astype(np.float64), occluded, recon_valid, combiner_config
-        )
-        pose, transl, pred_pose, pred_transl = _ref_combine_track(
-            recon_pose, recon_transl, gate, observed, predictor_config
-        )
-        recon_pose = np.where(recon_valid[:, None, None], recon_pose, pred_pose)
-        recon_transl = np.where(recon_valid[:, None], recon_transl, pred_transl)
-        out["recon_global_orient"][rows] = recon_pose[:, 0]
-        out["recon_body_pose"][rows] = recon_pose[:, 1:]
-        out["recon_transl"][rows] = recon_transl
-        out["pred_global_orient"][rows] = pred_pose[:, 0]
-        out["pred_body_pose"][rows] = pred_pose[:, 1:]
-        out["pred_transl"][rows] = pred_transl
-        out["gate"][rows] = gate
-        out["global_orient"][rows] = pose[:, 0]
-        out["body_pose"][rows] = pose[:, 1:]
-        out["transl"][rows] = transl
-    return out
-
-
-# --------------------------------------------------------------------------- data
 
 
 def _motion(T: int, rng: np.random.Generator, near_pi: bool = False):
@@ -285,7 +155,7 @@ def test_combine_tracks_matches_the_per_track_loop(predictor_config, combiner_co
         recon_pose, recon_transl, gate, observed, slices, predictor_config
     )
     for rows in slices:
-        expected = _ref_combine_track(
+        expected = reference.combine_track(
             recon_pose[rows], recon_transl[rows], gate[rows], observed[rows], predictor_config
         )
         assert _rotation_error(pose[rows], expected[0]) < 1e-9
@@ -339,7 +209,7 @@ def test_single_track_edge_cases():
     gate = rng.uniform(size=30)
     gate[10] = np.nan
     got = combine_track(holey, transl, gate, observed)
-    expected = _ref_combine_track(holey, transl, gate, observed, PredictorConfig())
+    expected = reference.combine_track(holey, transl, gate, observed, PredictorConfig())
     assert _rotation_error(got[0], expected[0]) < 1e-9
     np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(got[0][:5], np.broadcast_to(pose[4], (5, 24, 3)))
@@ -349,7 +219,7 @@ def test_single_track_edge_cases():
 def test_fuse_tracks_matches_the_per_track_loop(predictor_config, combiner_config):
     table = _make_table(seed=5)
     got = fuse_tracks(table, predictor_config, combiner_config)
-    expected = _ref_fuse_tracks(table, predictor_config, combiner_config)
+    expected = reference.fuse_tracks(table, predictor_config, combiner_config)
     assert got.keys() == expected.keys()
     for name in expected:
         assert got[name].dtype == expected[name].dtype, name
@@ -399,7 +269,7 @@ def test_rate_limit_matches_the_two_sweeps(max_step):
     targets[1, 30:60] = 1.0
     got = _rate_limit(targets, max_step)
     for row, target in zip(got, targets, strict=True):
-        np.testing.assert_allclose(row, _ref_rate_limit(target, max_step), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(row, reference.rate_limit(target, max_step), rtol=0, atol=1e-12)
         np.testing.assert_allclose(_rate_limit(target, max_step), row, rtol=0, atol=0)
     assert np.all(got[targets == 0.0] == 0.0)
     assert _rate_limit(np.zeros(0), 0.2).shape == (0,)
@@ -418,7 +288,10 @@ def test_gates_of_many_tracks_are_each_track_s_gate():
         row = gate_from_reliability(reliability[i], occluded[i], valid[i], config)
         np.testing.assert_array_equal(both[i], row)
         np.testing.assert_allclose(
-            row, _ref_gate(reliability[i], occluded[i], valid[i], config), rtol=0, atol=1e-12
+            row,
+            reference.gate_of_track(reliability[i], occluded[i], valid[i], config),
+            rtol=0,
+            atol=1e-12,
         )
 
 
@@ -446,7 +319,7 @@ def test_rotation_step_quaternions_are_prediction_steps_rotations():
         config,
     )
     for i in range(2):
-        expected, _ = _ref_prediction_steps(poses[i], np.zeros((T, 3)), valids[i], config)
+        expected, _ = reference.prediction_steps(poses[i], np.zeros((T, 3)), valids[i], config)
         w = step[0, :, i]
         v = np.moveaxis(step[1:, :, i], 0, -1)
         np.testing.assert_allclose(np.sum(step[:, :, i] ** 2, axis=0), 1.0, atol=1e-12)
@@ -456,7 +329,7 @@ def test_rotation_step_quaternions_are_prediction_steps_rotations():
             * (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-300))
         )
         assert _rotation_error(as_aa, expected) < 1e-10
-        ref_last = _ref_last_valid_before(valids[i])
+        ref_last = reference.last_valid_before(valids[i])
         np.testing.assert_array_equal(last[:, i], ref_last)
         ref_before = np.where(ref_last >= 0, ref_last[np.maximum(ref_last, 0)], -1)
         np.testing.assert_array_equal(before[:, i], ref_before)

@@ -205,17 +205,23 @@ def test_exported_tracks_import_back_with_their_animation(track, tmp_path, file_
             assert got == pytest.approx(expected, abs=0.01), (file_format, frame, a, b)
 
 
-@pytest.fixture
-def rigify_rig(ext):
-    # Rigify generates headless only when enabled this way before the scene is reset.
-    bpy.ops.preferences.addon_enable(module="rigify")
-    bpy.ops.wm.read_homefile(use_empty=True)
+def generate_rigify_rig():
+    """A generated Rigify human rig (the metarig removed). Rigify must be enabled with
+    ``preferences.addon_enable`` before the scene was last reset."""
     bpy.ops.object.armature_human_metarig_add()
     metarig = bpy.context.active_object
     bpy.ops.pose.rigify_generate()
     rig = bpy.context.active_object
     bpy.data.objects.remove(metarig)
     return rig
+
+
+@pytest.fixture
+def rigify_rig(ext):
+    # Rigify generates headless only when enabled this way before the scene is reset.
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return generate_rigify_rig()
 
 
 def test_a_generated_rigify_rig_follows_through_its_fk_controls(rigify_rig, tmp_path):
