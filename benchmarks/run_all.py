@@ -142,6 +142,14 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             required_file=ROOT / "benchmarks" / "bench_sam2_segfollow.py",
         ),
         Benchmark(
+            "world",
+            "The shot's world frame (floor, camera height and pitch) against the scenes' truth",
+            [str(PYTHON), "benchmarks/bench_world.py"],
+            ["--frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "world.md"],
+            required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
+        ),
+        Benchmark(
             "ablations",
             "Ablations on the synthetic scenes (`ram-core eval bench`)",
             [
@@ -384,6 +392,20 @@ def _retarget_headlines(folder: Path) -> list[str]:
     ]
 
 
+def _world_headlines(folder: Path) -> list[str]:
+    found = _search(
+        folder / "world.md",
+        r"With the guessed focal length: median \|height error\| ([\d.]+) m, median "
+        r"\|pitch error\| ([\d.]+) deg",
+    )
+    if not found:
+        return []
+    return [
+        f"World frame on the rendered scenes (guessed focal): camera height off by "
+        f"**{found[1]} m**, pitch by **{found[2]} deg** (medians)."
+    ]
+
+
 def _sam2_headlines(folder: Path) -> list[str]:
     found = _search(folder / "sam2_segfollow.md", r"\*\*SegFollow logic\*\*.*?\*\*([\d.]+%)\*\*")
     return [f"SegFollow's own logic on SAM2: **{found[1]}** of a step."] if found else []
@@ -430,6 +452,7 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "combiner": _combiner_headlines,
     "artist_loop": _artist_loop_headlines,
     "retarget": _retarget_headlines,
+    "world": _world_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
 

@@ -175,7 +175,8 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
 
 def sync_import(collection: bpy.types.Collection, result: RamResult) -> SyncReport:
     """Bring an import's armatures, keys and track list in line with ``result``, in place."""
-    plan = plan_import(result)
+    # The objects keep the world placement the import gave them.
+    plan = plan_import(result, with_world=False)
     armatures = track_armatures(collection)
     before = {track_id: obj.get("ram_motion_digest") for track_id, obj in armatures.items()}
     added = []

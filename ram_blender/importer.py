@@ -340,6 +340,7 @@ def add_split_track(
     obj = _track_object(plan, track, data, collection)
     # Where the import put its people (a re-estimate from the edited tracks could differ).
     obj.matrix_world = source.matrix_world.copy()
+    obj[WORLD_PROP] = source.get(WORLD_PROP, "none")
     obj[BODY_MODEL_PROP] = source.get(BODY_MODEL_PROP, "")
     bpy.context.view_layer.update()
     _style_pose_bones(obj, track.color)

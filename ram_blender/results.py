@@ -143,8 +143,13 @@ def scene_fps(fps: float) -> tuple[int, float]:
     return rounded, rounded / fps
 
 
-def plan_import(result: RamResult) -> ImportPlan:
-    """Check a loaded result and lay out the import. Raises ResultFormatError."""
+def plan_import(result: RamResult, with_world: bool = True) -> ImportPlan:
+    """Check a loaded result and lay out the import. Raises ResultFormatError.
+
+    ``with_world`` False leaves ``camera_to_world`` at the camera frame: for updating an
+    import in place, whose objects keep the placement they have (estimating it again from
+    an older result's tracks would cost a pass over every row).
+    """
     manifest = result.manifest
     video = manifest.get("source_video") or {}
     if "camera" not in manifest:
@@ -178,7 +183,9 @@ def plan_import(result: RamResult) -> ImportPlan:
         )
     video_path = Path(video["path"]) if video.get("path") else None
     skeleton = solved_rest_skeleton(manifest)
-    camera_to_world, world_source = shot_world(result, fps)
+    camera_to_world, world_source = (
+        shot_world(result, fps) if with_world else (CAMERA_TO_WORLD.copy(), "kept")
+    )
     return ImportPlan(
         result_path=result.path.resolve(),
         collection_name=f"RAM {result.path.name}",
