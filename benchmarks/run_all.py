@@ -367,11 +367,13 @@ def _artist_loop_headlines(folder: Path) -> list[str]:
     path = folder / "artist_loop.md"
     lines = []
     found = _search(path, r"(\d+) tracks x (\d+) frames")
-    rerun = _search(path, r"`ram.rerun_combiner\(track=0\)`, first .*?\| ([\d.]+) \|")
-    if found and rerun:
+    one = _search(path, r"`ram.rerun_combiner\(track=0\)`, one track edited \| ([\d.]+) \|")
+    every = _search(path, r"`ram.rerun_combiner\(track=0\)`, every track edited \| ([\d.]+) \|")
+    if found and one and every:
         lines.append(
             f"`ram.rerun_combiner` on {found[1]} tracks x {found[2]} frames in Blender: "
-            f"**{float(rerun[1]) / 1000:.2f} s**."
+            f"**{float(one[1]) / 1000:.2f} s** after an edit of one track, "
+            f"**{float(every[1]) / 1000:.2f} s** after edits of every track."
         )
     ratio = _search(path, r"Batched Predictor \+ Combiner: ([\d.]+)x faster")
     if ratio:
