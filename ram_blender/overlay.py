@@ -75,24 +75,35 @@ def present_labels(raw_labels: np.ndarray) -> list[int]:
     return sorted(present)
 
 
-def colour_lookup(
-    raw_ids: list[int],
-    mapping: dict[int, int],
-    visible: set[int] | None,
-    alpha: int = DEFAULT_ALPHA,
-) -> np.ndarray:
-    """(max raw id + 1, 4) uint8 RGBA per raw label: the colour of the track it is today,
-    transparent for the background, deleted tracks and hidden ones (``visible`` None: all
-    shown)."""
-    size = max([0, *raw_ids]) + 1
-    lookup = np.zeros((size, 4), dtype=np.uint8)
-    for raw in raw_ids:
-        track = mapping.get(raw, raw)
-        if track == 0 or (visible is not None and track not in visible):
-            continue
+def shown_tracks(
+    raw_labels: np.ndarray, frame: int, edits: list[dict[str, Any]], visible: set[int] | None
+) -> dict[int, int]:
+    """{raw label: today's track ID} of the labels drawn in a frame whose track is shown
+    (not deleted by the log, and in ``visible``; None: all shown)."""
+    raw_ids = present_labels(raw_labels)
+    mapping = label_mapping(edits, frame, raw_ids)
+    return {
+        raw: track
+        for raw in raw_ids
+        if (track := mapping.get(raw, raw)) != 0 and (visible is None or track in visible)
+    }
+
+
+def colour_lookup(shown: dict[int, int], alpha: int = DEFAULT_ALPHA) -> np.ndarray:
+    """(max raw label + 1, 4) uint8 RGBA per raw label: the colour of the track it is today
+    where shown, transparent elsewhere (background, deleted and hidden tracks)."""
+    lookup = np.zeros((max([0, *shown]) + 1, 4), dtype=np.uint8)
+    for raw, track in shown.items():
         red, green, blue = track_color(track)
         lookup[raw] = (round(red * 255), round(green * 255), round(blue * 255), alpha)
     return lookup
+
+
+def _coloured(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 of ``lookup`` gathered at ``labels``: one 4-byte word per pixel is
+    several times faster to gather than four bytes."""
+    words = lookup.view(np.uint32).ravel().take(labels, mode="clip")
+    return words.view(np.uint8).reshape(*labels.shape, 4)
 
 
 def overlay_rgba(
@@ -107,12 +118,8 @@ def overlay_rgba(
     ``raw_labels``: the stored label image of video frame ``frame``; ``edits``: the log the
     scene reflects.
     """
-    raw_ids = present_labels(raw_labels)
-    mapping = label_mapping(edits, frame, raw_ids)
-    lookup = colour_lookup(raw_ids, mapping, visible, alpha)
-    # One 4-byte word per pixel is several times faster to gather than four bytes.
-    words = lookup.view(np.uint32).ravel().take(raw_labels, mode="clip")
-    return words.view(np.uint8).reshape(*raw_labels.shape, 4)
+    lookup = colour_lookup(shown_tracks(raw_labels, frame, edits, visible), alpha)
+    return _coloured(raw_labels, lookup)
 
 
 def track_labels(
@@ -123,15 +130,10 @@ def track_labels(
 ) -> list[TrackLabel]:
     """Where each visible track's ID goes: centred over its mask, just above its top."""
     small = raw_labels[::ANCHOR_STRIDE, ::ANCHOR_STRIDE].astype(np.intp, copy=False)
-    raw_ids = present_labels(raw_labels)
-    mapping = label_mapping(edits, frame, raw_ids)
     labels = []
     rows, cols = np.nonzero(small)
     values = small[rows, cols]
-    for raw in raw_ids:
-        track = mapping.get(raw, raw)
-        if track == 0 or (visible is not None and track not in visible):
-            continue
+    for raw, track in shown_tracks(raw_labels, frame, edits, visible).items():
         mine = values == raw
         if not np.any(mine):
             continue
@@ -195,11 +197,7 @@ def texture_pixels(
 ) -> np.ndarray:
     """The overlay as a GPU texture wants it: (h, w, 4) float32 in [0, 1], bottom row first,
     sampled every ``stride`` pixels."""
-    small = raw_labels[::-stride, ::stride] if stride > 1 else raw_labels[::-1]
-    raw_ids = present_labels(raw_labels)
-    mapping = label_mapping(edits, frame, raw_ids)
-    lookup = colour_lookup(raw_ids, mapping, visible, alpha)
-    # Gather 4-byte words, then scale: much faster than gathering float rows.
-    words = lookup.view(np.uint32).ravel().take(small, mode="clip")
-    pixels = np.multiply(words.view(np.uint8), np.float32(1.0 / 255.0), dtype=np.float32)
-    return pixels.reshape(*small.shape, 4)
+    small = raw_labels[::-stride, ::stride]
+    lookup = colour_lookup(shown_tracks(raw_labels, frame, edits, visible), alpha)
+    # Gather bytes, then scale: much faster than gathering float rows.
+    return np.multiply(_coloured(small, lookup), np.float32(1.0 / 255.0), dtype=np.float32)

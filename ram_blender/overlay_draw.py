@@ -27,7 +27,7 @@ from .results import FRAME_OFFSET
 
 MASK_FRAMES = MaskFrames()
 _handlers: list = []
-# (result path, frame, log, visible) -> GPUTexture of that overlay, the last one drawn each.
+# result path -> ((frame, log, visible), (texture, labels, image size)): the last drawn.
 _textures: dict[str, tuple[tuple, object]] = {}
 
 
@@ -81,29 +81,41 @@ def select_track(context, collection: bpy.types.Collection, track: int) -> bool:
     return False
 
 
+def _shown_frame(path: Path, frame: int, edits: list, visible: frozenset):
+    """(texture, ID labels, image size) of an import's overlay at a frame, or None without a
+    mask there. Made once per frame, log and visibility; both draw handlers use it, so a
+    redraw that changes none of them costs nothing."""
+    import gpu
+
+    raw = MASK_FRAMES.raw_labels(path, frame)
+    if raw is None:
+        return None
+    key = (frame, json.dumps(edits), tuple(sorted(visible)))
+    cached = _textures.get(str(path))
+    if cached is None or cached[0] != key:
+        size = (raw.shape[1], raw.shape[0])
+        pixels = texture_pixels(raw, frame, edits, set(visible), display_stride(size))
+        buffer = gpu.types.Buffer("FLOAT", pixels.size, pixels.ravel())
+        texture = gpu.types.GPUTexture(
+            (pixels.shape[1], pixels.shape[0]), format="RGBA8", data=buffer
+        )
+        labels = track_labels(raw, frame, edits, set(visible))
+        _textures[str(path)] = cached = (key, (texture, labels, size))
+    return cached[1]
+
+
 def _draw_masks() -> None:
     import gpu
     from gpu_extras.presets import draw_texture_2d
 
-    context = bpy.context
-    scene = sequencer_scene(context)
+    scene = sequencer_scene(bpy.context)
     extent = preview_extent(scene)
     for _, path, frame, edits, visible in shown_overlays(scene):
-        raw = MASK_FRAMES.raw_labels(path, frame)
-        if raw is None:
+        shown = _shown_frame(path, frame, edits, visible)
+        if shown is None:
             continue
-        key = (frame, json.dumps(edits), tuple(sorted(visible)))
-        cached = _textures.get(str(path))
-        if cached is None or cached[0] != key:
-            stride = display_stride((raw.shape[1], raw.shape[0]))
-            pixels = texture_pixels(raw, frame, edits, set(visible), stride)
-            buffer = gpu.types.Buffer("FLOAT", pixels.size, pixels.ravel())
-            texture = gpu.types.GPUTexture(
-                (pixels.shape[1], pixels.shape[0]), format="RGBA8", data=buffer
-            )
-            _textures[str(path)] = cached = (key, texture)
         gpu.state.blend_set("ALPHA")
-        draw_texture_2d(cached[1], (-extent[0] / 2, -extent[1] / 2), extent[0], extent[1])
+        draw_texture_2d(shown[0], (-extent[0] / 2, -extent[1] / 2), extent[0], extent[1])
         gpu.state.blend_set("NONE")
 
 
@@ -119,11 +131,11 @@ def _draw_labels() -> None:
     font = 0
     blf.size(font, 14)
     for _, path, frame, edits, visible in shown_overlays(scene):
-        raw = MASK_FRAMES.raw_labels(path, frame)
-        if raw is None:
+        shown = _shown_frame(path, frame, edits, visible)
+        if shown is None:
             continue
-        size = (raw.shape[1], raw.shape[0])
-        for label in track_labels(raw, frame, edits, set(visible)):
+        _, labels, size = shown
+        for label in labels:
             view_x, view_y = pixel_to_view(label.x, label.y, size, extent)
             x, y = view2d.view_to_region(view_x, view_y, clip=False)
             blf.color(font, *track_color(label.track_id), 1.0)

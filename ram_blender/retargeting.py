@@ -189,11 +189,22 @@ def retarget_track(
         )
     except ValueError as exc:
         raise RetargetError(f"Cannot retarget onto {target.name}: {exc}") from exc
-    if used == "RIGIFY":
-        _rigify_to_fk(target)
-    if _constrained_chain(target, target_rig, result.mapped):
-        result = _visual_bases(target, target_rig, result)
-    action = _bake(target, target_rig, result, frames, f"{source.name}_on_{target.name}")
+    switches = _rigify_to_fk(target) if used == "RIGIFY" else {}
+    previous_action = target.animation_data.action if target.animation_data else None
+    try:
+        if _constrained_chain(target, target_rig, result.mapped):
+            result = _visual_bases(target, target_rig, result)
+        action = _bake(target, target_rig, result, frames, f"{source.name}_on_{target.name}")
+    except BaseException:
+        # The rig as it was: its switches, its action, no half-written one.
+        for name, value in switches.items():
+            target.pose.bones[name]["IK_FK"] = value
+        if target.animation_data is not None:
+            baked = target.animation_data.action
+            target.animation_data.action = previous_action
+            if baked is not None and baked != previous_action and baked.users == 0:
+                bpy.data.actions.remove(baked)
+        raise
     return RetargetReport(
         used,
         mapping,
@@ -319,11 +330,15 @@ def _axis_angle(q: np.ndarray) -> tuple[float, float, float, float]:
     return (angle, *axis)
 
 
-def _rigify_to_fk(target) -> None:
+def _rigify_to_fk(target) -> dict[str, float]:
+    """Set Rigify's IK/FK switches to FK; returns what they were."""
+    before = {}
     for name in RIGIFY_FK_SWITCHES:
         bone = target.pose.bones.get(name)
         if bone is not None and "IK_FK" in bone:
+            before[name] = float(bone["IK_FK"])
             bone["IK_FK"] = 1.0
+    return before
 
 
 def _curves(obj) -> dict[tuple[str, int], bpy.types.FCurve]:

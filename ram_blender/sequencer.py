@@ -53,12 +53,7 @@ def add_video_strip(scene: bpy.types.Scene, video: Path | None, result_path: Pat
 
 def video_strips(scene: bpy.types.Scene, result_path: Path) -> list:
     """The strips an import of ``result_path`` put in ``scene``."""
-    return [
-        strip
-        for strip in all_strips(scene)
-        if strip.get(STRIP_RESULT_PROP) is not None
-        and Path(strip[STRIP_RESULT_PROP]) == Path(result_path)
-    ]
+    return [strip for strip in all_strips(scene) if _shows(strip, result_path)]
 
 
 def remove_video_strips(scene: bpy.types.Scene, result_path: Path, keep=None) -> None:
@@ -67,8 +62,11 @@ def remove_video_strips(scene: bpy.types.Scene, result_path: Path, keep=None) ->
     if strips is None:
         return
     for strip in list(strips):
-        tagged = strip.get(STRIP_RESULT_PROP)
-        if tagged is None or Path(tagged) != Path(result_path):
-            continue
-        if keep is None or strip.name != keep.name:
+        if _shows(strip, result_path) and (keep is None or strip.name != keep.name):
             strips.remove(strip)
+
+
+def _shows(strip, result_path: Path) -> bool:
+    """Whether ``strip`` is the video an import of ``result_path`` added."""
+    tagged = strip.get(STRIP_RESULT_PROP)
+    return tagged is not None and Path(tagged) == Path(result_path)
