@@ -33,10 +33,11 @@ from ram_core.io.edits import (
     write_json_atomically,
 )
 from ram_core.io.result import RamResult, load_result, write_combined
-from ram_core.motion.fusion import fuse_tracks
 from ram_core.motion.recombine import (
     motion_config_record,
+    recorded_foot_config,
     recorded_motion_config,
+    refuse_tracks,
     tracks_to_refuse,
 )
 
@@ -152,13 +153,14 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
         known = ", ".join(str(t) for t in current.track_ids().tolist()) or "none"
         raise EditError(f"There is no track {track} (tracks: {known}).")
     predictor, combiner = recorded_motion_config(current.manifest)
-    stale = tracks_to_refuse(current, predictor, combiner)
+    feet = recorded_foot_config(current.manifest)
+    stale = tracks_to_refuse(current, predictor, combiner, feet)
     wanted = {track} if track else stale
     if not wanted:
         return SyncReport((), (), ())
-    fused = fuse_tracks(current.tracks, predictor, combiner, track_ids=sorted(wanted))
+    fused = refuse_tracks(current.tracks, current.manifest, predictor, combiner, feet, wanted)
     unfused = frozenset(stale - wanted)
-    record = motion_config_record(predictor, combiner)
+    record = motion_config_record(predictor, combiner, feet)
     write_combined(current.path, fused, current.edits, unfused, motion_config=record)
     combined = RamResult(
         path=current.path,

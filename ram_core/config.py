@@ -10,6 +10,7 @@ A YAML config has one mapping per section, each key a field of that section's da
     full_detector: {score_threshold: 0.7}                   # full backend
     predictor: {...}
     combiner: {...}
+    feet: {...}
 
 Unknown sections or keys are refused (a typo must not be ignored silently). The effective
 configuration is written into the result's manifest.
@@ -28,6 +29,7 @@ from ram_core.detect.lite import DetectorConfig
 from ram_core.errors import BadInputError
 from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
+from ram_core.motion.feet import FootConfig
 from ram_core.motion.predictor import PredictorConfig
 from ram_core.segment.lite import LiteSegmenterConfig
 from ram_core.segment.sam2_video import Sam2SegmenterConfig
@@ -62,6 +64,7 @@ class RunConfig:
     full_detector: FullDetectorConfig = field(default_factory=FullDetectorConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
+    feet: FootConfig = field(default_factory=FootConfig)
 
 
 def config_from_dict(document: Any) -> RunConfig:

@@ -35,6 +35,7 @@ from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
 from ram_core.io.result import TRACK_ARRAYS, ResultWriter, check_output_path
 from ram_core.models.backends import Backend, resolve_backend
+from ram_core.motion.feet import plant_feet
 from ram_core.motion.fusion import fuse_tracks
 from ram_core.motion.world import estimate_world
 from ram_core.track.segfollow import SegFollow
@@ -290,6 +291,9 @@ def run_pipeline(
             world = estimate_world(fused, REST_JOINTS_M, info.fps)
             if world is not None:
                 manifest["world"] = world.to_manifest()
+                t0 = time.perf_counter()
+                fused = plant_feet(fused, world.camera_to_world, camera.fx, info.fps, config.feet)
+                timer.add("feet", time.perf_counter() - t0)
             if config.pipeline.preview and writer.temporary_path is not None:
                 from ram_core.video.preview import write_preview
 
@@ -339,8 +343,7 @@ def _track(
             timer.add("reconstruct", time.perf_counter() - t0)
             if len(estimates) != len(observed):
                 raise RuntimeError(
-                    f"the reconstructor gave {len(estimates)} estimates for "
-                    f"{len(observed)} tracks"
+                    f"the reconstructor gave {len(estimates)} estimates for {len(observed)} tracks"
                 )
             bodies = {tf.track_id: body for tf, body in zip(observed, estimates, strict=True)}
         rows = [_Row(tf, bodies.get(tf.track_id)) for tf in kept]

@@ -34,6 +34,7 @@ from ram_core.eval.ablations import (
 from ram_core.eval.bench_scenes import load_scene
 from ram_core.io.result import TRACK_ARRAYS
 from ram_core.models.backends import Backend
+from ram_core.motion.feet import FootConfig
 from ram_core.pipeline import StageTimer, timed_segmenter
 from ram_core.track.segfollow import SegFollowConfig
 from ram_core.types import (
@@ -357,8 +358,13 @@ def test_every_variant_scores_perfectly_with_perfect_parts(tmp_path):
         return Backend("truth", world, world, world, {}, "test")
 
     variants = parse_variants("full,no_segfollow,no_memory,no_predictor")
-    # The tiny scene's people (20 x 40 px) are below the default birth size.
-    config = RunConfig(segfollow=SegFollowConfig(birth_min_size_px=(10.0, 20.0)))
+    # The tiny scene's people (20 x 40 px) are below the default birth size. Person 1
+    # glides with still legs, which the foot clean-up would rightly pin: off here, where
+    # the parts are scored.
+    config = RunConfig(
+        segfollow=SegFollowConfig(birth_min_size_px=(10.0, 20.0)),
+        feet=FootConfig(enabled=False),
+    )
     scores = run_ablations(
         [scene], variants, base_config=config, make_backend=backend, warm_up_frames=2
     )

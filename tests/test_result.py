@@ -40,7 +40,7 @@ def make_tracks(rows=ROWS, seed=0) -> dict[str, np.ndarray]:
     tracks = {}
     for name, (trailing, dtype) in TRACK_ARRAYS.items():
         if dtype == np.bool_:
-            tracks[name] = rng.random(n) < 0.5
+            tracks[name] = rng.random((n, *trailing)) < 0.5
         else:
             tracks[name] = rng.random((n, *trailing))
     tracks["track_id"] = np.array([r[0] for r in rows], np.int64)

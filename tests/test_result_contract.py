@@ -33,6 +33,7 @@ from ram_core.motion.predictor import PredictorConfig
 from ram_core.motion.recombine import (
     motion_config_record,
     recombine_result,
+    recorded_foot_config,
     tracks_to_refuse,
 )
 
@@ -264,8 +265,10 @@ def test_tracks_edited_since_the_last_run_are_the_ones_a_rerun_changes(result):
     append_edit(result, {"op": "swap", "track_a": 1, "track_b": 5, "from_frame": 4})
     assert load_result(result).unfused_tracks == {1, 5}
     # A re-run of some tracks records the others it left behind.
-    record = motion_config_record(RECORDED_PREDICTOR, RECORDED_COMBINER)
     edited = load_result(result)
+    record = motion_config_record(
+        RECORDED_PREDICTOR, RECORDED_COMBINER, recorded_foot_config(edited.manifest)
+    )
     write_combined(result, edited.tracks, edited.edits, {5}, motion_config=record)
     again = load_result(result)
     assert again.unfused_tracks == {5} and again.combined_motion_config == record

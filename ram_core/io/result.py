@@ -82,6 +82,9 @@ TRACK_ARRAYS: dict[str, tuple[tuple[int, ...], np.dtype]] = {
     "pred_transl": ((3,), np.dtype(np.float32)),
     # How much the reconstructor trusted each estimate, [0, 1]; 0 where recon_valid is False.
     "recon_confidence": ((), np.dtype(np.float32)),
+    # Whether each foot (left, right) is planted on the floor at that row, from the final
+    # pose in the shot's world frame (ram_core.motion.feet).
+    "foot_contact": ((2,), np.dtype(np.bool_)),
 }
 
 # Arrays added to version 1 after it first shipped, and how a result without them reads.
@@ -89,6 +92,8 @@ LATER_ARRAYS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
     # Older results dropped the confidence; the Combiner used every real reconstruction at
     # full trust, which is what 1 where recon_valid says.
     "recon_confidence": lambda arrays: np.asarray(arrays["recon_valid"]).astype(np.float32),
+    # Older results flagged no contacts (and pinned no feet).
+    "foot_contact": lambda arrays: np.zeros((len(arrays["track_id"]), 2), dtype=np.bool_),
 }
 
 COMBINED_FILE_NAME = "combined.npz"
