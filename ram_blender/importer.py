@@ -42,7 +42,11 @@ SIGNAL_PROPS = {
     "ram_reliability": "How much the video observation was trusted (0..1)",
     "ram_gate": "The Combiner's gate: 1 follows the observation, 0 the prediction",
     "ram_occluded": "1 where the person is marked occluded",
+    "ram_contact_left": "1 where the left foot is planted (a retarget keeps it planted)",
+    "ram_contact_right": "1 where the right foot is planted (a retarget keeps it planted)",
 }
+# The flags among them: held constant between keys.
+STEP_SIGNALS = {"ram_occluded", "ram_contact_left", "ram_contact_right"}
 # Digests of what an armature's keys were written from (``sync`` rewrites only changes).
 MOTION_DIGEST_PROP = "ram_motion_digest"
 SIGNAL_DIGEST_PROP = "ram_signal_digest"
@@ -420,7 +424,7 @@ def write_track_keys(
                 obj[name] = float(values[0]) if len(values) else 0.0
                 obj.id_properties_ui(name).update(min=0.0, max=1.0, description=SIGNAL_PROPS[name])
             curve = animation.ensure_fcurve(action, obj, f'["{name}"]', 0, SIGNAL_GROUP)
-            step = name == "ram_occluded"
+            step = name in STEP_SIGNALS
             animation.write_keys(curve, track.frames, values, constant=step)
         obj[SIGNAL_DIGEST_PROP] = digest
 
@@ -428,11 +432,16 @@ def write_track_keys(
 def _track_signals(track: TrackPlan) -> dict[str, np.ndarray]:
     count = len(track.frames)
     ones, zeros = np.ones(count), np.zeros(count)
-    return {
+    signals = {
         "ram_reliability": ones if track.reliability is None else track.reliability,
         "ram_gate": ones if track.gate is None else track.gate,
         "ram_occluded": zeros if track.occluded is None else track.occluded.astype(float),
     }
+    contact = (
+        np.zeros((count, 2)) if track.foot_contact is None else track.foot_contact.astype(float)
+    )
+    signals["ram_contact_left"], signals["ram_contact_right"] = contact[:, 0], contact[:, 1]
+    return signals
 
 
 def track_digest(*arrays: np.ndarray) -> str:

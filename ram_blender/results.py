@@ -71,6 +71,8 @@ class TrackPlan:
     reliability: np.ndarray | None = None
     gate: np.ndarray | None = None
     occluded: np.ndarray | None = None
+    # (T, 2) whether the left and right foot are planted.
+    foot_contact: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def plan_import(result: RamResult, with_world: bool = True) -> ImportPlan:
                 reliability=rows["reliability"].astype(np.float64),
                 gate=rows["gate"].astype(np.float64),
                 occluded=rows["occluded"].astype(bool),
+                foot_contact=rows["foot_contact"].astype(bool),
             )
         )
     video_path = Path(video["path"]) if video.get("path") else None

@@ -107,6 +107,17 @@ def keyed_bases(obj: bpy.types.Object, rig: Rig, frames: np.ndarray) -> np.ndarr
     return bases
 
 
+def keyed_contacts(obj: bpy.types.Object, frames: np.ndarray) -> np.ndarray | None:
+    """(T, 2) the track's planted feet (left, right) from its keyed ``ram_contact_left`` and
+    ``ram_contact_right`` (what the import keyed, or the artist's own keys), each held from
+    one key to the next; None when the armature has neither."""
+    curves = _curves(obj)
+    keyed = [curves.get((f'["ram_contact_{side}"]', 0)) for side in ("left", "right")]
+    if all(curve is None or len(curve.keyframe_points) == 0 for curve in keyed):
+        return None
+    return np.stack([_held(curve, frames) > 0.5 for curve in keyed], axis=1)
+
+
 def current_bases(obj: bpy.types.Object, rig: Rig) -> np.ndarray:
     """(B, 4, 4) the target's pose bases now (kept on the bones no map entry drives)."""
     return np.array([np.array(obj.pose.bones[name].matrix_basis) for name in rig.names])
@@ -186,6 +197,7 @@ def retarget_track(
             camera_to_world=np.eye(3)
             if source.get(WORLD_PROP, "none") != "none"
             else CAMERA_TO_ZUP,
+            contacts=keyed_contacts(source, frames),
         )
     except ValueError as exc:
         raise RetargetError(f"Cannot retarget onto {target.name}: {exc}") from exc
@@ -348,6 +360,16 @@ def _curves(obj) -> dict[tuple[str, int], bpy.types.FCurve]:
         (curve.data_path, curve.array_index): curve
         for curve in animation.action_fcurves(obj.animation_data.action, obj)
     }
+
+
+def _held(curve, frames: np.ndarray) -> np.ndarray:
+    """A curve's value at each frame as its last key at or before it (0 before the first)."""
+    if curve is None or len(curve.keyframe_points) == 0:
+        return np.zeros(len(frames))
+    co = np.empty(2 * len(curve.keyframe_points))
+    curve.keyframe_points.foreach_get("co", co)
+    at = np.searchsorted(co[0::2], frames + 1e-6, side="right") - 1
+    return np.where(at >= 0, co[1::2][np.maximum(at, 0)], 0.0)
 
 
 def _sampled(curve, frames: np.ndarray, default: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ram_core.body.skeleton import forward_kinematics
+from ram_core.body.skeleton import JOINT_INDEX, forward_kinematics
 from ram_core.config import load_config
 from ram_core.eval.ablations import match_tracks_to_people as match_boxes_to_people
 from ram_core.eval.metrics import mpjpe, pa_mpjpe
@@ -131,6 +131,10 @@ def test_result_has_masks_manifest_and_preview(demo_result, ground_truth):
     labels = read_mask(demo_result, frame)
     assert labels.shape == (manifest["source_video"]["height"], manifest["source_video"]["width"])
     assert set(np.unique(labels)) - {0} <= set(result.track_ids().tolist())
+    # The shot's world frame, and the feet planted in it.
+    assert manifest["world"]["up"] == "+Z" and manifest["config"]["feet"]["enabled"]
+    assert 0.2 < result.tracks["foot_contact"].mean() < 0.95
+    assert "feet" in manifest["timings_s"]["stages"]
     assert (demo_result / "preview.mp4").stat().st_size > 10_000
     assert (demo_result / "preview.png").stat().st_size > 10_000
 
@@ -167,9 +171,21 @@ def test_combine_applies_an_occlusion_edit_without_touching_the_output(demo_resu
             )
             assert np.all(combined["gate"][rows] == 0.0)
             assert np.all(combined["occluded"][rows])
-            # The pose there is now the prediction, not the reconstruction.
+            # The pose there is now the prediction, not the reconstruction, but for the legs
+            # the foot clean-up bends (and the root it moves along the line of sight).
+            legs = [
+                JOINT_INDEX[f"{side}_{part}"] - 1
+                for side in ("left", "right")
+                for part in ("hip", "knee", "ankle")
+            ]
+            upper = np.setdiff1d(np.arange(23), legs)
             np.testing.assert_allclose(
-                combined["body_pose"][rows], combined["pred_body_pose"][rows], atol=1e-5
+                combined["body_pose"][rows][:, upper],
+                combined["pred_body_pose"][rows][:, upper],
+                atol=1e-5,
+            )
+            np.testing.assert_allclose(
+                combined["global_orient"][rows], combined["pred_global_orient"][rows], atol=1e-5
             )
     finally:
         (demo_result / "edits.json").write_text(

