@@ -128,6 +128,7 @@ def apply_track_edit(collection: bpy.types.Collection, make_edit: EditMaker) -> 
         edits_applied=True,
         layers=result.layers,
         unfused_tracks=frozenset((result.unfused_tracks | edited_tracks([edit])) & present),
+        camera_track=result.camera_track,
     )
     _write_log(result.path, log)
     try:
@@ -158,7 +159,9 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
     wanted = {track} if track else stale
     if not wanted:
         return SyncReport((), (), ())
-    fused = refuse_tracks(current.tracks, current.manifest, predictor, combiner, feet, wanted)
+    fused = refuse_tracks(
+        current.tracks, current.manifest, predictor, combiner, feet, wanted, current.camera_track
+    )
     unfused = frozenset(stale - wanted)
     record = motion_config_record(predictor, combiner, feet)
     write_combined(current.path, fused, current.edits, unfused, motion_config=record)
@@ -171,6 +174,7 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
         layers=("pipeline", "edits", "combined"),
         unfused_tracks=unfused,
         combined_motion_config=record,
+        camera_track=current.camera_track,
     )
     return sync_import(collection, combined)
 

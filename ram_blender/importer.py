@@ -28,7 +28,13 @@ from .results import (
     load_import_plan,
     scene_fps,
 )
-from .skeleton import ArmaturePlan, body_translation, plan_armature, pose_bone_keys
+from .skeleton import (
+    ArmaturePlan,
+    body_translation,
+    continuous_quaternions,
+    plan_armature,
+    pose_bone_keys,
+)
 from .track_edits import track_spans
 
 RESULT_PATH_PROP = "ram_result_path"
@@ -185,6 +191,26 @@ def remove_track_object(obj: bpy.types.Object) -> None:
             bpy.data.meshes.remove(data)
 
 
+def _key_turning_camera(camera: bpy.types.Object, plan: ImportPlan, turn: Matrix) -> None:
+    """A turning camera's rotation keyed on every frame it was followed, so the footage stays
+    lined up through it while the people stand still in the world."""
+    frames, per_frame = plan.camera_keys
+    # The people stand in the first frame's camera coordinates placed by its camera_to_world;
+    # the camera turns from there.
+    first_inverse = np.linalg.inv(per_frame[0])
+    turn_array = np.array(turn)
+    camera.rotation_mode = "QUATERNION"
+    quaternions = np.empty((len(frames), 4))
+    for i, matrix in enumerate(per_frame):
+        world = plan.camera_to_world @ first_inverse @ matrix @ turn_array
+        quaternions[i] = Matrix(world.tolist()).to_quaternion()
+    quaternions = continuous_quaternions(quaternions)
+    action = animation.action_of(camera, f"{camera.name}_turn")
+    animation.write_channels(
+        action, camera, "rotation_quaternion", frames, quaternions, "RAM camera"
+    )
+
+
 def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.types.Object:
     settings = plan.camera
     data = bpy.data.cameras.new(f"{plan.collection_name} camera")
@@ -201,6 +227,8 @@ def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.type
     camera.matrix_world = Matrix(plan.camera_to_world.tolist()) @ turn
     camera[RESULT_PATH_PROP] = str(plan.result_path)
     collection.objects.link(camera)
+    if plan.camera_keys is not None:
+        _key_turning_camera(camera, plan, turn)
     if plan.video_path is None or not plan.video_path.is_file():
         warnings.append(f"The source video {plan.video_path} is missing; no camera background.")
         return camera

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.io.palette import track_color
 from ram_core.io.result import RamResult, ResultFormatError, load_result, solved_rest_skeleton
@@ -103,6 +104,9 @@ class ImportPlan:
     tracks_table: dict[str, np.ndarray] | None = None
     # Tracks edited since the Combiner last ran on them (``RamResult.unfused_tracks``).
     unfused_tracks: frozenset[int] = frozenset()
+    # A turning camera: scene frames (F,) and its camera_to_world (F, 4, 4) there (the
+    # tracks' poses are then in the first frame's camera coordinates); None when static.
+    camera_keys: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def track_object_name(track_id: int) -> str:
@@ -165,18 +169,25 @@ def plan_import(result: RamResult, with_world: bool = True) -> ImportPlan:
     frames = result.tracks["frame"]
     start = int(video.get("start", frames.min() if frames.size else 0))
     end = int(video.get("end", frames.max() + 1 if frames.size else start + 1))
+    turns = _camera_turns(result)
     tracks = []
     for track_id in result.track_ids():
         rows = result.track(int(track_id))
+        global_orient = rows["global_orient"].astype(np.float64)
+        transl = rows["transl"].astype(np.float64)
+        if turns is not None:
+            global_orient, transl = _into_first_camera(
+                global_orient, transl, turns(rows["frame"]), solved_pelvis(manifest)
+            )
         tracks.append(
             TrackPlan(
                 track_id=int(track_id),
                 name=track_object_name(int(track_id)),
                 color=track_color(int(track_id)),
                 frames=rows["frame"].astype(np.int64) + FRAME_OFFSET,
-                global_orient=rows["global_orient"].astype(np.float64),
+                global_orient=global_orient,
                 body_pose=rows["body_pose"].astype(np.float64),
-                transl=rows["transl"].astype(np.float64),
+                transl=transl,
                 betas=rows["betas"].astype(np.float64),
                 reliability=rows["reliability"].astype(np.float64),
                 gate=rows["gate"].astype(np.float64),
@@ -210,7 +221,48 @@ def plan_import(result: RamResult, with_world: bool = True) -> ImportPlan:
         unfused_tracks=result.unfused_tracks,
         camera_to_world=camera_to_world,
         world_source=world_source,
+        camera_keys=(
+            None
+            if result.camera_track is None
+            else (result.camera_track[0].astype(np.int64) + FRAME_OFFSET, result.camera_track[1])
+        ),
     )
+
+
+def solved_pelvis(manifest: dict[str, Any]) -> np.ndarray:
+    """The rest pelvis a result's ``transl`` is relative to: the built-in skeleton's where
+    the result was solved on it, else the built-in one as the nearest known (a body model's
+    own pelvis differs by centimetres)."""
+    skeleton = solved_rest_skeleton(manifest)
+    if skeleton["kind"] == "builtin":
+        return np.asarray(skeleton["pelvis_m"], dtype=np.float64)
+    return REST_JOINTS_M[0].astype(np.float64)
+
+
+def _camera_turns(result: RamResult):
+    """For a turning camera, a function of frames (N,) -> (N, 3, 3) rotations taking each
+    frame's camera coordinates into the first frame's; None for a static camera."""
+    if result.camera_track is None or len(result.camera_track[0]) == 0:
+        return None
+    frames, per_frame = result.camera_track
+    first = per_frame[0, :3, :3]
+    into_first = first.T @ per_frame[:, :3, :3]  # R_t^T = C2W_0^T C2W_t
+
+    def turns(row_frames: np.ndarray) -> np.ndarray:
+        at = np.clip(np.searchsorted(frames, row_frames), 0, len(frames) - 1)
+        return into_first[at]
+
+    return turns
+
+
+def _into_first_camera(
+    global_orient: np.ndarray, transl: np.ndarray, turns: np.ndarray, pelvis: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A track's root rotation and translation moved from each frame's camera coordinates
+    into the first frame's (the camera turns about its centre)."""
+    orient = matrix_to_axis_angle(turns @ axis_angle_to_matrix(global_orient))
+    pelvis_first = np.einsum("nij,nj->ni", turns, transl + pelvis)
+    return orient, pelvis_first - pelvis
 
 
 def shot_world(result: RamResult, fps: float) -> tuple[np.ndarray, str]:

@@ -11,6 +11,7 @@ A YAML config has one mapping per section, each key a field of that section's da
     predictor: {...}
     combiner: {...}
     feet: {...}
+    camera_motion: {...}
 
 Unknown sections or keys are refused (a typo must not be ignored silently). The effective
 configuration is written into the result's manifest.
@@ -34,6 +35,7 @@ from ram_core.motion.predictor import PredictorConfig
 from ram_core.segment.lite import LiteSegmenterConfig
 from ram_core.segment.sam2_video import Sam2SegmenterConfig
 from ram_core.track.segfollow import SegFollowConfig
+from ram_core.video.camera_motion import CameraMotionConfig
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class RunConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
     feet: FootConfig = field(default_factory=FootConfig)
+    camera_motion: CameraMotionConfig = field(default_factory=CameraMotionConfig)
 
 
 def config_from_dict(document: Any) -> RunConfig:

@@ -33,11 +33,15 @@ from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.config import RunConfig, config_to_dict
 from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
-from ram_core.io.result import TRACK_ARRAYS, ResultWriter, check_output_path
+from ram_core.io.result import CAMERA_FILE_NAME, TRACK_ARRAYS, ResultWriter, check_output_path
 from ram_core.models.backends import Backend, resolve_backend
 from ram_core.motion.feet import plant_feet
 from ram_core.motion.fusion import fuse_tracks
-from ram_core.motion.world import estimate_world
+from ram_core.motion.world import (
+    camera_to_world_per_frame,
+    camera_to_world_rows,
+    estimate_world,
+)
 from ram_core.track.segfollow import SegFollow
 from ram_core.types import (
     BodyEstimate,
@@ -52,6 +56,7 @@ from ram_core.types import (
     TrackObservation,
     VideoInfo,
 )
+from ram_core.video.camera_motion import BackgroundTracker, CameraMotion
 from ram_core.video.reader import frame_range, probe_video, stream_frames
 
 
@@ -280,19 +285,63 @@ def run_pipeline(
     try:
         with ResultWriter(out) as writer:
             timer = StageTimer()
+            background = BackgroundTracker(config.camera_motion)
             table = _track(
-                info, first, stop, camera, parts, tracking, config, writer, timer, progress
+                info,
+                first,
+                stop,
+                camera,
+                parts,
+                tracking,
+                config,
+                writer,
+                timer,
+                progress,
+                background,
             )
+            t0 = time.perf_counter()
+            motion = background.solve(
+                camera.fx, camera.cx, camera.cy, focal_known=config.pipeline.focal_px is not None
+            )
+            timer.add("camera_motion", time.perf_counter() - t0)
+            if motion.focal_px is not None:
+                # Depth from a body's size in the image goes with the focal length.
+                table = _rescale_depth(table, motion.focal_px / camera.fx)
+                camera = dataclasses.replace(camera, fx=motion.focal_px, fy=motion.focal_px)
             t0 = time.perf_counter()
             fused = fusion(table, config)
             timer.add("predict_combine", time.perf_counter() - t0)
             manifest = _manifest(info, first, stop, camera, parts, config, fused, timer)
+            manifest["camera"]["focal_source"] = (
+                "given"
+                if config.pipeline.focal_px is not None
+                else "estimated from the camera's turn"
+                if motion.focal_px is not None
+                else "assumed (the image diagonal)"
+            )
             manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
-            world = estimate_world(fused, REST_JOINTS_M, info.fps)
+            rotations = _row_rotations(motion, fused["frame"]) if motion.turning else None
+            world = estimate_world(fused, REST_JOINTS_M, info.fps, rotations=rotations)
             if world is not None:
-                manifest["world"] = world.to_manifest()
+                manifest["world"] = {
+                    **world.to_manifest(),
+                    "camera_motion": motion.verdict,
+                    "turning": motion.turning,
+                }
+                camera_track = None
+                if motion.turning:
+                    per_frame = camera_to_world_per_frame(world.camera_to_world, motion.rotations)
+                    writer.write_camera_track(motion.frames, per_frame)
+                    camera_track = (motion.frames, per_frame)
+                    manifest["world"]["camera_track"] = CAMERA_FILE_NAME
                 t0 = time.perf_counter()
-                fused = plant_feet(fused, world.camera_to_world, camera.fx, info.fps, config.feet)
+                fused = plant_feet(
+                    fused,
+                    camera_to_world_rows(world.camera_to_world, camera_track, fused["frame"]),
+                    camera.fx,
+                    info.fps,
+                    config.feet,
+                )
                 timer.add("feet", time.perf_counter() - t0)
             if config.pipeline.preview and writer.temporary_path is not None:
                 from ram_core.video.preview import write_preview
@@ -317,6 +366,7 @@ def _track(
     writer: ResultWriter,
     timer: StageTimer,
     progress: Progress,
+    background: BackgroundTracker,
 ) -> dict[str, np.ndarray]:
     stage = tracking(timed_segmenter(parts.segmenter, timer), config)
     tracker = stage.tracker
@@ -349,7 +399,11 @@ def _track(
         rows = [_Row(tf, bodies.get(tf.track_id)) for tf in kept]
         for row in rows:
             table.add(row)
-        writer.write_mask(held.frame.index, _label_image(rows, info.height, info.width))
+        labels = _label_image(rows, info.height, info.width)
+        writer.write_mask(held.frame.index, labels)
+        t0 = time.perf_counter()
+        background.add(held.frame.index, held.frame.rgb, labels > 0)
+        timer.add("camera_motion", time.perf_counter() - t0)
         for track_id in held.ended:
             reconstructor.forget(track_id)
 
@@ -382,6 +436,25 @@ def _track(
     for track_id in sorted(live):
         reconstructor.forget(track_id)
     return table.columns()
+
+
+def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:
+    """The table as it would be solved with the focal length times ``factor``: every pelvis
+    ``factor`` times as deep on its line of sight's image point, so x and y stay and z
+    scales (the built-in skeleton's rest pelvis)."""
+    out = dict(table)
+    pelvis_z = REST_JOINTS_M[0, 2]
+    for name in ("transl", "recon_transl", "pred_transl"):
+        column = np.array(table[name], copy=True)
+        column[:, 2] = factor * (column[:, 2] + pelvis_z) - pelvis_z
+        out[name] = column
+    return out
+
+
+def _row_rotations(motion: CameraMotion, frames: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) the camera's rotation from its first frame at each row's frame."""
+    at = np.clip(np.searchsorted(motion.frames, frames), 0, len(motion.frames) - 1)
+    return motion.rotations[at]
 
 
 def _name(function: Callable[..., Any]) -> str:

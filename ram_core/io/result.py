@@ -97,6 +97,10 @@ LATER_ARRAYS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
 }
 
 COMBINED_FILE_NAME = "combined.npz"
+# Optional: the camera's placement per frame when it turned (frame (F,), camera_to_world
+# (F, 4, 4), the shot's world frame as manifest.world describes it). Absent for a static
+# camera, whose one camera_to_world is manifest.world's.
+CAMERA_FILE_NAME = "camera.npz"
 # Entries of combined.npz beside the tracks table: which edits it was made from.
 _COMBINED_EDIT_COUNT = "_edit_count"
 _COMBINED_EDIT_DIGEST = "_edit_digest"
@@ -109,6 +113,44 @@ _COMBINED_MOTION_CONFIG = "_motion_config"
 
 class ResultFormatError(BadInputError):
     """A result folder that is missing, not ``ram-motion``, of another version, or corrupt."""
+
+
+def validate_camera_track(frames: Any, camera_to_world: Any) -> tuple[np.ndarray, np.ndarray]:
+    """frames (F,) int32 ascending and unique, >= 0; camera_to_world (F, 4, 4) float64
+    rigid transforms. Raises ValueError naming what is wrong."""
+    frames = np.asarray(frames)
+    matrices = np.asarray(camera_to_world)
+    if frames.ndim != 1 or not np.issubdtype(frames.dtype, np.integer):
+        raise ValueError("The camera track's frames must be a 1-D integer array.")
+    if matrices.shape != (len(frames), 4, 4) or not np.issubdtype(matrices.dtype, np.floating):
+        raise ValueError(
+            f"The camera track needs ({len(frames)}, 4, 4) float matrices, got {matrices.shape}."
+        )
+    if len(frames) and (frames.min() < 0 or np.any(np.diff(frames) <= 0)):
+        raise ValueError("The camera track's frames must be >= 0 and strictly ascending.")
+    matrices = matrices.astype(np.float64)
+    rotation = matrices[:, :3, :3]
+    rigid = np.allclose(rotation @ np.swapaxes(rotation, 1, 2), np.eye(3), atol=1e-5)
+    if (
+        not np.all(np.isfinite(matrices))
+        or not rigid
+        or not np.allclose(matrices[:, 3], [0, 0, 0, 1])
+    ):
+        raise ValueError("The camera track's camera_to_world are not rigid 4x4 transforms.")
+    return frames.astype(np.int32), matrices
+
+
+def read_camera_track(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A result's ``camera.npz`` as (frames, camera_to_world), None when it has none.
+    Raises ResultFormatError for one that cannot be read."""
+    path = Path(folder) / CAMERA_FILE_NAME
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return validate_camera_track(data["frame"], data["camera_to_world"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ResultFormatError(f"{path} is unreadable: {exc}") from exc
 
 
 def validate_tracks(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -323,6 +365,15 @@ class ResultWriter:
         self._temporary = None
         return self.out_path
 
+    def write_camera_track(self, frames: np.ndarray, camera_to_world: np.ndarray) -> Path:
+        """Write the camera's placement per frame (``camera.npz``) for a turning camera."""
+        folder = self._open_folder()
+        frames, camera_to_world = validate_camera_track(frames, camera_to_world)
+        path = folder / CAMERA_FILE_NAME
+        with open(path, "wb") as stream:
+            np.savez_compressed(stream, frame=frames, camera_to_world=camera_to_world)
+        return path
+
     def _open_folder(self) -> Path:
         if self._finished:
             raise RuntimeError("This ResultWriter has already finished.")
@@ -377,6 +428,9 @@ class RamResult:
     # The settings the ``combined`` layer was made with (its canonical JSON), None for the
     # pipeline's own layer (made with the manifest's) or a re-run that did not record them.
     combined_motion_config: str | None = None
+    # A turning camera's placement per frame (``camera.npz``): (frames, camera_to_world);
+    # None for a static camera.
+    camera_track: tuple[np.ndarray, np.ndarray] | None = None
 
     def track_ids(self) -> np.ndarray:
         """(K,) int32, the IDs present, ascending."""
@@ -413,6 +467,7 @@ def load_result(path: str | Path, apply_edits: bool = True, use_combined: bool =
     if not folder.is_dir():
         raise ResultFormatError(f"{folder} is a file, not a ram-motion result folder.")
     manifest = _read_manifest(folder)
+    camera_track = read_camera_track(folder)
     try:
         edits = read_edits(folder)
     except ValueError as exc:
@@ -433,7 +488,9 @@ def load_result(path: str | Path, apply_edits: bool = True, use_combined: bool =
         tracks, pending = _read_tracks(folder / TRACKS_FILE_NAME), edits
         layers = ("pipeline", "edits")
     if not apply_edits:
-        return RamResult(path=folder, manifest=manifest, tracks=tracks, edits=edits)
+        return RamResult(
+            path=folder, manifest=manifest, tracks=tracks, edits=edits, camera_track=camera_track
+        )
     if pending:
         try:
             tracks = apply_edit_log(tracks, pending)
@@ -450,6 +507,7 @@ def load_result(path: str | Path, apply_edits: bool = True, use_combined: bool =
         combined_stale=combined_stale,
         unfused_tracks=frozenset((unfused | edited_tracks(pending)) & present),
         combined_motion_config=motion_config,
+        camera_track=camera_track,
     )
 
 
@@ -662,6 +720,7 @@ def _sibling(target: Path, role: str) -> Path:
 
 
 __all__ = [
+    "CAMERA_FILE_NAME",
     "COMBINED_FILE_NAME",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -673,8 +732,10 @@ __all__ = [
     "check_output_path",
     "load_result",
     "mask_path",
+    "read_camera_track",
     "read_mask",
     "solved_rest_skeleton",
+    "validate_camera_track",
     "validate_tracks",
     "write_combined",
 ]

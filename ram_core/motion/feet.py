@@ -282,12 +282,14 @@ def plant_track(
     rest_joints: np.ndarray = REST_JOINTS_M,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One track's contiguous frames: pose (T, 24, 3) axis-angle and transl (T, 3) in the
-    camera frame (focal length ``focal_px``). Returns the cleaned pose, transl and the
-    contacts (T, 2)."""
-    rotation, offset = camera_to_world[:3, :3], camera_to_world[:3, 3]
+    camera frame (focal length ``focal_px``); camera_to_world (4, 4), or (T, 4, 4) for a
+    turning camera. Returns the cleaned pose, transl and the contacts (T, 2)."""
+    # One camera_to_world, or one per frame for a turning camera (which keeps its centre).
+    per_frame = np.broadcast_to(camera_to_world, (len(pose), 4, 4))
+    rotation, centre = per_frame[:, :3, :3], per_frame[0, :3, 3]
     joints, _ = forward_kinematics(pose[:, 0], pose[:, 1:], transl, rest_joints)
-    world = joints @ rotation.T + offset
-    contacts = detect_contacts(world, offset, fps, config)
+    world = np.einsum("tij,tkj->tki", rotation, joints) + centre
+    contacts = detect_contacts(world, centre, fps, config)
     if not config.enabled or not contacts.any():
         return pose, transl, contacts
 
@@ -305,10 +307,10 @@ def plant_track(
             stood = np.median(path[start:stop], axis=0)
             if not config.snap_to_floor:
                 return stood
-            return floor_anchor(stood, float(np.median(over_level[start:stop])), offset, config)
+            return floor_anchor(stood, float(np.median(over_level[start:stop])), centre, config)
 
         target_world, weight = pin_targets(path, contacts[:, foot], config.ramp_frames, anchor_of)
-        targets.append((target_world - offset) @ rotation)
+        targets.append(np.einsum("tji,tj->ti", rotation, target_world - centre))
         weights.append(weight)
     targets, weights = np.stack(targets, 1), np.stack(weights, 1)  # (T, 2, 3), (T, 2)
 
@@ -372,7 +374,8 @@ def plant_feet(
     rest_joints: np.ndarray = REST_JOINTS_M,
 ) -> dict[str, np.ndarray]:
     """A new table with ``foot_contact`` set and, where ``config.enabled``, the final pose
-    columns (``global_orient``, ``body_pose``, ``transl``) cleaned. ``track_ids``: only these
+    columns (``global_orient``, ``body_pose``, ``transl``) cleaned. ``camera_to_world``:
+    (4, 4), or (N, 4, 4) per row for a turning camera. ``track_ids``: only these
     tracks; the other rows are copied unchanged. Runs over each track's stretches of
     consecutive frames."""
     config = config or FootConfig()
@@ -395,7 +398,7 @@ def plant_feet(
         pose, transl, contacts = plant_track(
             pose,
             out["transl"][rows].astype(np.float64),
-            camera_to_world,
+            camera_to_world[rows] if camera_to_world.ndim == 3 else camera_to_world,
             focal_px,
             fps,
             config,

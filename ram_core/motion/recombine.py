@@ -27,7 +27,7 @@ from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.feet import FootConfig, plant_feet
 from ram_core.motion.fusion import fuse_tracks
 from ram_core.motion.predictor import PredictorConfig
-from ram_core.motion.world import estimate_world, world_from_manifest
+from ram_core.motion.world import camera_to_world_rows, estimate_world, world_from_manifest
 
 
 def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, CombinerConfig]:
@@ -76,9 +76,11 @@ def refuse_tracks(
     combiner: CombinerConfig,
     feet: FootConfig,
     track_ids: Iterable[int] | None = None,
+    camera_track: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Predictor + Combiner, then the feet planted: what the pipeline's end does, on an
-    edited table. ``track_ids``: these tracks only, the others' rows copied unchanged."""
+    edited table. ``track_ids``: these tracks only, the others' rows copied unchanged.
+    ``camera_track``: a turning camera's placement per frame (``RamResult.camera_track``)."""
     wanted = None if track_ids is None else sorted({int(i) for i in track_ids})
     fused = fuse_tracks(tracks, predictor, combiner, track_ids=wanted)
     camera = manifest.get("camera") or {}
@@ -93,6 +95,7 @@ def refuse_tracks(
         if world is None:
             return fused
         camera_to_world = world.camera_to_world
+    camera_to_world = camera_to_world_rows(camera_to_world, camera_track, fused["frame"])
     return plant_feet(fused, camera_to_world, focal_px, fps, feet, track_ids=wanted)
 
 
@@ -136,6 +139,8 @@ def recombine_result(
     predictor = predictor_config or recorded_predictor
     combiner = combiner_config or recorded_combiner
     feet = foot_config or recorded_foot_config(result.manifest)
-    fused = refuse_tracks(result.tracks, result.manifest, predictor, combiner, feet)
+    fused = refuse_tracks(
+        result.tracks, result.manifest, predictor, combiner, feet, camera_track=result.camera_track
+    )
     record = motion_config_record(predictor, combiner, feet)
     return write_combined(result.path, fused, result.edits, motion_config=record)

@@ -7,9 +7,12 @@ is up. The world frame has Z up, the floor at z = 0 and the camera above the ori
 height, looking along +Y (pitched and rolled as the floor says):
 ``x_world = R @ x_camera + (0, 0, height)``.
 
-The camera is taken as static (a panning camera's rotation track is not estimated yet) and
-the focal length as the result's own. With too few contact points the people's mean body
-axis gives up and their lowest feet give the floor.
+A turning camera (``ram_core.video.camera_motion``) turns about its own centre: given each
+row's rotation from the first frame's camera (``x_t = R_t @ x_0``), everyone is taken into
+the first frame's camera coordinates, the floor is found there, and frame t's camera sits at
+``camera_to_world @ R_t^T`` (``camera_to_world_per_frame``). The focal length is the
+result's own. With too few contact points the people's mean body axis gives up and their
+lowest feet give the floor.
 """
 
 from __future__ import annotations
@@ -151,13 +154,20 @@ def fit_floor(
 
 
 def estimate_world(
-    tracks: dict[str, np.ndarray], rest_joints: np.ndarray, fps: float, seed: int = 0
+    tracks: dict[str, np.ndarray],
+    rest_joints: np.ndarray,
+    fps: float,
+    seed: int = 0,
+    rotations: np.ndarray | None = None,
 ) -> WorldFrame | None:
     """The shot's world frame from its tracks (the final pose columns), or None when the
-    table has no rows."""
+    table has no rows. ``rotations``: (N, 3, 3) per row, a turning camera's rotation from
+    the first frame's camera to that row's; the frame returned is the first frame's."""
     if len(tracks["track_id"]) == 0:
         return None
     joints = track_joints(tracks, rest_joints)
+    if rotations is not None:
+        joints = np.einsum("nji,nkj->nki", rotations, joints)  # R^T x per row
     points, up_hint = contact_points(tracks, joints, fps)
     method = "feet-plane"
     try:
@@ -174,6 +184,30 @@ def estimate_world(
             soles = (feet - SOLE_HEIGHT_M[None, :, None] * up_hint).reshape(-1, 3)
             offset, used = float(np.percentile(soles @ up_hint, 2)), 0
     return world_from_floor(up, offset, used, method)
+
+
+def camera_to_world_per_frame(camera_to_world: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """(F, 4, 4) each frame's camera_to_world for a camera turned by ``rotations`` (F, 3, 3)
+    from the first frame's (whose camera_to_world is ``camera_to_world``)."""
+    per_frame = np.tile(np.asarray(camera_to_world, dtype=np.float64), (len(rotations), 1, 1))
+    per_frame[:, :3, :3] = per_frame[:, :3, :3] @ np.swapaxes(rotations, 1, 2)
+    return per_frame
+
+
+def camera_to_world_rows(
+    camera_to_world: np.ndarray,
+    camera_track: tuple[np.ndarray, np.ndarray] | None,
+    frames: np.ndarray,
+) -> np.ndarray:
+    """(4, 4) for a static camera, else (N, 4, 4): the camera_to_world of each row's frame
+    (a frame the track lacks takes the nearest one it has)."""
+    if camera_track is None or len(camera_track[0]) == 0:
+        return np.asarray(camera_to_world, dtype=np.float64)
+    track_frames, matrices = camera_track
+    at = np.clip(np.searchsorted(track_frames, frames), 0, len(track_frames) - 1)
+    before = np.clip(at - 1, 0, None)
+    nearer = np.abs(track_frames[before] - frames) < np.abs(track_frames[at] - frames)
+    return matrices[np.where(nearer, before, at)]
 
 
 def world_from_manifest(record: Any) -> np.ndarray | None:

@@ -169,6 +169,8 @@ def write_result(
     masks: bool = False,
     fused: bool = False,
     tracks: dict[str, np.ndarray] | None = None,
+    world: dict | None = None,
+    camera_track: tuple[np.ndarray, np.ndarray] | None = None,
 ):
     """A result folder written by ram_core's own writer; returns its path.
 
@@ -177,6 +179,8 @@ def write_result(
     pipeline writes them (otherwise they are the reconstruction itself).
     ``masks``: write label images too (``mask_box``: each track a rectangle of its own).
     ``tracks``: the table itself (``track_frames`` still names its tracks' frames).
+    ``world``: the manifest's ``world`` entry; ``camera_track``: a turning camera's
+    (frames, camera_to_world) for ``camera.npz``.
     ``backend``: the manifest's backend name (none recorded otherwise). The lite backend's
     results are solved on the built-in skeleton; the others here are in the body model's
     own terms (SMPL's convention), as a result solved on an SMPL file is.
@@ -218,6 +222,8 @@ def write_result(
     }
     if backend is not None:
         manifest["backend"] = {"name": backend, "reason": "written by a test"}
+    if world is not None:
+        manifest["world"] = world
     manifest["rest_skeleton"] = (
         builtin_rest_skeleton()
         if backend == "lite"
@@ -232,6 +238,8 @@ def write_result(
                         x0, y0, x1, y1 = mask_box(track_id)
                         labels[y0:y1, x0:x1] = track_id
                 writer.write_mask(frame, labels)
+        if camera_track is not None:
+            writer.write_camera_track(*camera_track)
         writer.finish(manifest, tracks)
     return path
 

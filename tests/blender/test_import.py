@@ -228,3 +228,74 @@ def test_people_stand_on_one_floor_and_the_camera_at_its_height(ext, tmp_path, w
         for obj in report.armatures:
             heights = [(obj.matrix_world @ obj.pose.bones[name].head).z for name in feet]
             assert (np.array(heights) - sole).min() == pytest.approx(0.0, abs=0.04)
+
+
+def _people_seen_by_a_turning_camera(tmp_path):
+    """People standing still on a floor, seen by a camera that pans 20 and tilts 3 degrees
+    over 30 frames: each row in its own frame's camera coordinates, the manifest's world the
+    first frame's, and ``camera.npz`` each frame's."""
+    import importlib.util
+
+    from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+    from ram_core.motion.world import camera_to_world_per_frame, estimate_world
+
+    spec = importlib.util.spec_from_file_location(
+        "world_scene", Path(__file__).resolve().parents[1] / "test_world.py"
+    )
+    scene = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scene)
+    rotation, translation = scene.camera_pose(1.7, -8.0)
+    table = scene.people_table(rotation, translation, frames=30, walking=False)
+    world = estimate_world(table, REST_JOINTS_M, 25.0)
+    t = np.linspace(0.0, 1.0, 30)
+    turns = axis_angle_to_matrix(np.column_stack([np.radians(3) * t, np.radians(20) * t, 0 * t]))
+    per_row = turns[table["frame"]]
+    turned = dict(table)
+    turned["global_orient"] = matrix_to_axis_angle(
+        per_row @ axis_angle_to_matrix(table["global_orient"])
+    )
+    pelvis = table["transl"] + REST_JOINTS_M[0]
+    turned["transl"] = np.einsum("nij,nj->ni", per_row, pelvis) - REST_JOINTS_M[0]
+    per_frame = camera_to_world_per_frame(world.camera_to_world, turns)
+    track_frames = {int(k): range(30) for k in np.unique(table["track_id"])}
+    path = write_result(
+        tmp_path / "turning.ram",
+        track_frames,
+        fps=25.0,
+        backend="lite",
+        tracks=turned,
+        world={**world.to_manifest(), "turning": True, "camera_track": "camera.npz"},
+        camera_track=(np.arange(30), per_frame),
+    )
+    return path, turned
+
+
+def test_a_turning_camera_is_keyed_and_the_people_stand_still(ext, tmp_path):
+    results = submodule("results")
+    path, turned = _people_seen_by_a_turning_camera(tmp_path)
+    report = submodule("importer").import_result(path)
+    camera, scene = report.camera, bpy.context.scene
+    assert camera.animation_data is not None and camera.animation_data.action is not None
+    pelvis_paths = {obj.name: [] for obj in report.armatures}
+    for frame_index in (0, 14, 29):
+        scene.frame_set(frame_index + results.FRAME_OFFSET)
+        for track_id, obj in _armatures(report).items():
+            heads = _bone_heads_world(obj)
+            pelvis_paths[obj.name].append(heads[0])
+            # The footage still lines up through the turning camera.
+            row = np.flatnonzero(
+                (turned["track_id"] == track_id) & (turned["frame"] == frame_index)
+            )[0]
+            joints_cam, _ = forward_kinematics(
+                turned["global_orient"][row], turned["body_pose"][row], turned["transl"][row]
+            )
+            expected_px = results.project_points(joints_cam, CAMERA)
+            seen = np.array([world_to_camera_view(scene, camera, Vector(h))[:] for h in heads])
+            seen_px = np.column_stack(
+                [seen[:, 0] * CAMERA["width"], (1.0 - seen[:, 1]) * CAMERA["height"]]
+            )
+            assert np.abs(seen_px - expected_px).max() < 0.05
+    # Standing still in the world while the camera turned about 20 degrees.
+    for path_ in pelvis_paths.values():
+        path_ = np.array(path_)
+        assert np.abs(path_ - path_[0]).max() < 1e-3
