@@ -150,6 +150,22 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
         ),
         Benchmark(
+            "feet",
+            "Foot skate before and after the foot clean-up, on the rendered scenes",
+            [str(PYTHON), "benchmarks/bench_feet.py"],
+            ["--frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "feet.md"],
+            [RESULTS / "feet.png"],
+            required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
+        ),
+        Benchmark(
+            "camera_motion",
+            "A turning camera's rotations and focal length against synthetic truth",
+            [str(PYTHON), "benchmarks/bench_camera_motion.py"],
+            ["--frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "camera_motion.md"],
+        ),
+        Benchmark(
             "ablations",
             "Ablations on the synthetic scenes (`ram-core eval bench`)",
             [
@@ -408,6 +424,38 @@ def _world_headlines(folder: Path) -> list[str]:
     ]
 
 
+def _feet_headlines(folder: Path) -> list[str]:
+    found = _search(
+        folder / "feet.md",
+        r"Held-out scenes: median skate ([\d.]+) -> ([\d.]+) cm per contact frame, image "
+        r"shift p95 ([\d.]+) px",
+    )
+    if not found:
+        return []
+    return [
+        f"Foot clean-up on the held-out scenes: skate **{found[1]} -> {found[2]} cm** per "
+        f"contact frame, the image moving **{found[3]} px** (95th percentile)."
+    ]
+
+
+def _camera_motion_headlines(folder: Path) -> list[str]:
+    path = folder / "camera_motion.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    rows = re.findall(
+        r"^\| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([+-][\d.]+)% \| ([\d.]+) \|",
+        text,
+        flags=re.MULTILINE,
+    )
+    if not rows:
+        return []
+    focal = max(abs(float(r[4])) for r in rows)
+    rotation = max(float(r[5]) for r in rows)
+    return [
+        f"Turning camera (synthetic, 10-30 deg): focal length within **{focal:.1f}%**, "
+        f"rotation within **{rotation:.2f} deg**."
+    ]
+
+
 def _sam2_headlines(folder: Path) -> list[str]:
     found = _search(folder / "sam2_segfollow.md", r"\*\*SegFollow logic\*\*.*?\*\*([\d.]+%)\*\*")
     return [f"SegFollow's own logic on SAM2: **{found[1]}** of a step."] if found else []
@@ -455,6 +503,8 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "artist_loop": _artist_loop_headlines,
     "retarget": _retarget_headlines,
     "world": _world_headlines,
+    "feet": _feet_headlines,
+    "camera_motion": _camera_motion_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
 

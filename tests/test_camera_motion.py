@@ -16,6 +16,7 @@ from ram_core.body.rotations import axis_angle_to_matrix, geodesic_angle, matrix
 from ram_core.body.skeleton import REST_JOINTS_M, builtin_rest_skeleton, forward_kinematics
 from ram_core.config import RunConfig
 from ram_core.detect.boxes import iou_matrix
+from ram_core.eval.turning_camera import background_frames, moving_people
 from ram_core.io.result import ResultFormatError, load_result
 from ram_core.models.backends import Backend
 from ram_core.pipeline import run_pipeline
@@ -26,59 +27,6 @@ from ram_core.video.camera_motion import BackgroundTracker, CameraMotionConfig
 WIDTH, HEIGHT = 640, 360
 FOCAL = 700.0
 SMPL_TO_WORLD = axis_angle_to_matrix(np.array([np.pi / 2, 0.0, 0.0]))  # y up -> z up
-
-
-def textured_panorama(rng, width: int = 2400, height: int = 1400) -> np.ndarray:
-    """A wide RGB picture with texture at several scales (what a real background has)."""
-    coarse = cv2.resize(
-        rng.random((height // 8, width // 8)).astype(np.float32),
-        (width, height),
-        interpolation=cv2.INTER_CUBIC,
-    )
-    fine = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 1.5)
-    gray = np.clip(0.6 * coarse + 0.4 * fine, 0.0, 1.0)
-    return (np.dstack([gray, 0.9 * gray, 0.8 * gray]) * 255).astype(np.uint8)
-
-
-def camera_turn(t: float, pan_deg: float, tilt_deg: float) -> np.ndarray:
-    """Rotation from the first frame's camera to the one at t in [0, 1]: x_t = R x_0."""
-    pan = axis_angle_to_matrix(np.array([0.0, np.radians(pan_deg) * t, 0.0]))
-    tilt = axis_angle_to_matrix(np.array([np.radians(tilt_deg) * t, 0.0, 0.0]))
-    return tilt @ pan
-
-
-def background_frames(rng, frames: int, pan_deg: float, tilt_deg: float = 0.0):
-    """(frames of the panorama seen by a turning camera, their rotations)."""
-    panorama = textured_panorama(rng)
-    offset = np.array(
-        [[1, 0, -(panorama.shape[1] - WIDTH) / 2], [0, 1, -(panorama.shape[0] - HEIGHT) / 2]]
-    )
-    to_first = np.vstack([offset, [0, 0, 1.0]])
-    k = np.array([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1.0]])
-    images, rotations = [], []
-    for frame in range(frames):
-        rotation = camera_turn(frame / (frames - 1), pan_deg, tilt_deg)
-        homography = k @ rotation @ np.linalg.inv(k) @ to_first
-        images.append(cv2.warpPerspective(panorama, homography, (WIDTH, HEIGHT)))
-        rotations.append(rotation)
-    return images, np.array(rotations)
-
-
-def moving_people(images: Sequence[np.ndarray]):
-    """Paint two boxes crossing the view and a dark shadow beside each (outside their
-    masks, as a real shadow is); returns the images and the people's masks."""
-    painted, masks = [], []
-    for frame, image in enumerate(images):
-        image = image.copy()
-        mask = np.zeros(image.shape[:2], dtype=bool)
-        for k in range(2):
-            x, y = 100 + 250 * k + 6 * frame, 120
-            cv2.rectangle(image, (x, y), (x + 60, y + 200), (200, 60 * k, 40), -1)
-            mask[y : y + 200, x : x + 60] = True
-            cv2.ellipse(image, (x + 80, y + 215), (60, 12), 0, 0, 360, (30, 30, 30), -1)
-        painted.append(image)
-        masks.append(mask)
-    return painted, masks
 
 
 def follow(images, masks, focal_known: bool = False, config=None):
