@@ -213,3 +213,38 @@ def test_the_feet_keep_their_world_orientation():
     _, after = forward_kinematics(cleaned["global_orient"], cleaned["body_pose"], cleaned["transl"])
     for ankle in ANKLES:
         np.testing.assert_allclose(after[:, ankle], before[:, ankle], atol=1e-5)
+
+
+def test_ram_core_combine_plants_the_feet_in_the_stored_world(tmp_path):
+    from ram_core.io.result import ResultWriter, load_result
+    from ram_core.motion.recombine import recombine_result
+    from ram_core.motion.world import estimate_world
+
+    rotation, translation = camera_pose(1.7, -10.0)
+    table = jittered_in_depth(people_table(rotation, translation, frames=24, walking=False), 0.05)
+    table["recon_global_orient"] = table["global_orient"].copy()
+    table["recon_body_pose"] = table["body_pose"].copy()
+    table["recon_transl"] = table["transl"].copy()
+    table["reliability"][:] = 1.0
+    manifest = {
+        "source_video": {"fps": FPS, "width": 640, "height": 360},
+        "camera": {"fx": FOCAL_PX, "fy": FOCAL_PX, "cx": 320.0, "cy": 180.0},
+        "config": {"feet": dataclasses.asdict(FootConfig())},
+    }
+    without_world = tmp_path / "old.ram"
+    with ResultWriter(without_world) as writer:
+        writer.finish(manifest, table)
+    manifest["world"] = estimate_world(table, REST_JOINTS_M, FPS).to_manifest()
+    with ResultWriter(tmp_path / "new.ram") as writer:
+        with_world = writer.finish(manifest, table)
+    for path in (without_world, with_world):
+        recombine_result(path)
+    # A result from before the world frame is re-run as it was made: no contacts.
+    assert not load_result(without_world).tracks["foot_contact"].any()
+    combined = load_result(with_world).tracks
+    assert combined["foot_contact"].mean() > 0.9
+    world = camera_to_world(rotation, translation)
+    after = joints_of(combined) @ world[:3, :3].T + world[:3, 3]
+    for track in np.unique(combined["track_id"]):
+        ankles = after[combined["track_id"] == track][4:-4, ANKLES[0]]
+        assert _spread(ankles) < 0.02

@@ -7,7 +7,7 @@ then reads as the top layer. numpy only, so the add-on runs it inside Blender to
 The settings are the ones the run recorded in its manifest (``config.predictor``,
 ``config.combiner`` and ``config.feet``), so a re-run continues the run it belongs to; a
 caller may pass others. The feet are planted in the world frame the manifest holds (the
-edits never move it); a result written before it had one gets one estimated.
+edits never move it); a result written before it had one is re-run without.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.io.result import RamResult, ResultFormatError, load_result, write_combined
 from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.feet import FootConfig, plant_feet
 from ram_core.motion.fusion import fuse_tracks
 from ram_core.motion.predictor import PredictorConfig
-from ram_core.motion.world import camera_to_world_rows, estimate_world, world_from_manifest
+from ram_core.motion.world import camera_to_world_rows, world_from_manifest
 
 
 def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, CombinerConfig]:
@@ -91,10 +90,8 @@ def refuse_tracks(
     focal_px, fps = float(camera["fx"]), float(fps)
     camera_to_world = world_from_manifest(manifest.get("world"))
     if camera_to_world is None:
-        world = estimate_world(fused, REST_JOINTS_M, fps)
-        if world is None:
-            return fused
-        camera_to_world = world.camera_to_world
+        # A result from before the world frame (and the foot clean-up): as it was made.
+        return fused
     camera_to_world = camera_to_world_rows(camera_to_world, camera_track, fused["frame"])
     return plant_feet(fused, camera_to_world, focal_px, fps, feet, track_ids=wanted)
 
