@@ -128,7 +128,13 @@ def build_import(
         camera = _build_camera(plan, collection, warnings)
         armatures = _build_armatures(plan, collection, bodies)
         _build_bodies(plan, armatures, collection, bodies)
-        strip = sequencer.add_video_strip(scene, plan.video_path, plan.result_path)
+        strip = sequencer.add_video_strip(
+            scene,
+            plan.video_path,
+            plan.result_path,
+            plan.video_rotation_deg,
+            (plan.camera.width_px, plan.camera.height_px),
+        )
     except BaseException:
         remove_import(collection)
         raise
@@ -211,6 +217,13 @@ def _key_turning_camera(camera: bpy.types.Object, plan: ImportPlan, turn: Matrix
     )
 
 
+def _clip_upright(clip, rotation_deg: int, upright: tuple[int, int]) -> bool:
+    """Whether this Blender turned a movie clip stored turned upright."""
+    if rotation_deg % 180:
+        return tuple(clip.size) == upright
+    return bpy.app.version >= (5, 0, 0)
+
+
 def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.types.Object:
     settings = plan.camera
     data = bpy.data.cameras.new(f"{plan.collection_name} camera")
@@ -235,6 +248,16 @@ def _build_camera(plan: ImportPlan, collection, warnings: list[str]) -> bpy.type
     camera[SOURCE_VIDEO_PROP] = str(plan.video_path)
     clip = bpy.data.movieclips.load(str(plan.video_path), check_existing=True)
     clip.frame_start = FRAME_OFFSET
+    upright = (settings.width_px, settings.height_px)
+    if plan.video_rotation_deg and not _clip_upright(clip, plan.video_rotation_deg, upright):
+        if clip.users == 0:
+            bpy.data.movieclips.remove(clip)
+        warnings.append(
+            f"This Blender shows {plan.video_path.name} as stored, turned "
+            f"{plan.video_rotation_deg} degrees from upright: no camera background (the "
+            "Sequencer strip is turned upright). Blender 5 shows it upright."
+        )
+        return camera
     data.show_background_images = True
     background = data.background_images.new()
     background.source = "MOVIE_CLIP"

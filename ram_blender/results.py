@@ -107,6 +107,9 @@ class ImportPlan:
     # A turning camera: scene frames (F,) and its camera_to_world (F, 4, 4) there (the
     # tracks' poses are then in the first frame's camera coordinates); None when static.
     camera_keys: tuple[np.ndarray, np.ndarray] | None = None
+    # The clockwise turn that stands the video file upright (a phone's rotation tag); the
+    # camera, masks and tracks are upright.
+    video_rotation_deg: int = 0
 
 
 def track_object_name(track_id: int) -> str:
@@ -221,6 +224,7 @@ def plan_import(result: RamResult, with_world: bool = True) -> ImportPlan:
         unfused_tracks=result.unfused_tracks,
         camera_to_world=camera_to_world,
         world_source=world_source,
+        video_rotation_deg=int(video.get("rotation_deg", 0) or 0) % 360,
         camera_keys=(
             None
             if result.camera_track is None

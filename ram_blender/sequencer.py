@@ -5,6 +5,7 @@ that knows. Video frame 0 sits on scene frame ``FRAME_OFFSET``, as the camera ba
 clip and the armatures' keys do.
 """
 
+import math
 from pathlib import Path
 
 import bpy
@@ -33,9 +34,19 @@ def all_strips(scene: bpy.types.Scene) -> list:
     return list(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all)
 
 
-def add_video_strip(scene: bpy.types.Scene, video: Path | None, result_path: Path):
+def add_video_strip(
+    scene: bpy.types.Scene,
+    video: Path | None,
+    result_path: Path,
+    rotation_deg: int = 0,
+    upright_size: tuple[int, int] | None = None,
+):
     """A movie strip of ``video`` on a free channel from scene frame ``FRAME_OFFSET``, tagged
-    with the result it belongs to. None when there is no video file to show."""
+    with the result it belongs to. None when there is no video file to show.
+
+    A video stored turned (``rotation_deg`` clockwise, a phone's rotation tag) shows upright
+    in Blender 5; older versions show it as stored, and the strip is turned back upright
+    (checked by the frame's size where the turn swaps width and height)."""
     if video is None or not Path(video).is_file():
         return None
     strips = editor_strips(scene, create=True)
@@ -48,7 +59,18 @@ def add_video_strip(scene: bpy.types.Scene, video: Path | None, result_path: Pat
     )
     strip[STRIP_RESULT_PROP] = str(result_path)
     strip.color_tag = "COLOR_05"
+    if rotation_deg and not shows_upright(strip, rotation_deg, upright_size):
+        strip.transform.rotation = -math.radians(rotation_deg)
     return strip
+
+
+def shows_upright(strip, rotation_deg: int, upright_size: tuple[int, int] | None) -> bool:
+    """Whether this Blender shows a movie strip of a video stored turned upright."""
+    if rotation_deg % 180 and upright_size is not None and len(strip.elements):
+        element = strip.elements[0]
+        return (element.orig_width, element.orig_height) == tuple(upright_size)
+    # A half turn keeps the size: Blender 5 applies rotation tags, 4.2 does not.
+    return bpy.app.version >= (5, 0, 0)
 
 
 def video_strips(scene: bpy.types.Scene, result_path: Path) -> list:

@@ -282,6 +282,10 @@ def run_pipeline(
 
     parts = stages or resolve_backend(backend, device, config)
     progress.info(f"backend: {parts.name} ({parts.reason})")
+    if info.rotation_deg:
+        progress.info(
+            f"the video is stored turned; frames are turned {info.rotation_deg} deg upright"
+        )
     try:
         with ResultWriter(out) as writer:
             timer = StageTimer()
@@ -350,6 +354,11 @@ def run_pipeline(
                 write_preview(writer.temporary_path, info, fused, camera, first, stop, progress)
                 timer.add("preview", time.perf_counter() - t0)
             manifest["timings_s"] = _timings(timer, time.perf_counter() - started, stop - first)
+            if len(fused["track_id"]) == 0:
+                progress.info(
+                    f"found nobody in frames {first}-{stop - 1}: the result holds no tracks "
+                    "(small or mostly hidden people can be missed)"
+                )
             return writer.finish(manifest, fused)
     finally:
         parts.close()
@@ -498,6 +507,9 @@ def _manifest(
             "frame_count": info.frame_count,
             "start": first,
             "end": stop,
+            # The clockwise turn that stands the file's frames upright (its rotation tag);
+            # width, height, masks and the camera are all upright.
+            "rotation_deg": info.rotation_deg,
         },
         "camera": {
             "fx": camera.fx,

@@ -23,6 +23,9 @@ class VideoInfo:
     width: int
     height: int
     frame_count: int
+    # How far the file's frames are turned (clockwise, degrees: 0, 90, 180 or 270) to stand
+    # upright as players show them (a phone's rotation tag); width and height are upright.
+    rotation_deg: int = 0
 
 
 @dataclass(frozen=True)

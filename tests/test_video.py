@@ -190,3 +190,26 @@ def test_unreadable_permissions(clip):
             probe_video(clip)
     finally:
         clip.chmod(0o644)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_video_stored_turned_comes_out_upright(tmp_path, rotation):
+    from rotated_video import write_turned_video
+
+    upright = []
+    for index in range(6):
+        frame = np.full((48, 80, 3), 40, np.uint8)
+        frame[:16, :24] = (230, 30, 30)  # a red block in the top-left corner
+        frame[-8:, -8:] = (30, 30, 30 + 30 * index)
+        upright.append(frame)
+    path = write_turned_video(tmp_path / f"turned{rotation}.mp4", upright, rotation)
+    stored = cv2.VideoCapture(str(path))
+    ok, raw = stored.read()
+    stored.release()
+    assert ok and (raw.shape[:2] == (80, 48)) == (rotation != 180)  # sideways in the file
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation_deg) == (80, 48, rotation)
+    frames = list(iter_frames(path))
+    assert len(frames) == 6 and frames[0].rgb.shape == (48, 80, 3)
+    red = np.argwhere((frames[0].rgb[..., 0] > 150) & (frames[0].rgb[..., 1] < 100))
+    assert red.mean(axis=0) == pytest.approx([7.5, 11.5], abs=1.5)

@@ -10,6 +10,11 @@ files). A shortfall within ``count_tolerance`` frames is taken as an approximate
 (some containers store a duration, not a count) and the decodable count is used with a
 warning; a larger shortfall means the file is truncated or damaged and is refused. The
 same tolerance applies when decoding stops early during iteration.
+
+Orientation. Phones store most video sideways with a rotation tag (the track's display
+matrix). Frames come out upright, turned as a player turns them; ``VideoInfo`` gives the
+upright size and the turn (``rotation_deg``). We turn them ourselves from the tag OpenCV
+reports, rather than rely on a build's automatic rotation.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ DEFAULT_FPS = 30.0
 # FFmpeg only: other OpenCV backends (image sequences, camera indices) read a file name as a
 # pattern or a device and would accept things that are not video files.
 _BACKEND = cv2.CAP_FFMPEG
+# Clockwise turn -> the OpenCV rotation that applies it.
+_TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
 def count_tolerance(expected_frames: int) -> int:
@@ -65,7 +72,8 @@ def probe_video(path: str | Path) -> VideoInfo:
         ok, first_bgr = cap.read()
         if not ok or first_bgr is None:
             raise BadInputError(f"Video file {video_path} holds no decodable frames.")
-        height, width = first_bgr.shape[:2]
+        rotation = _rotation_deg(cap)
+        height, width = _upright(first_bgr, rotation).shape[:2]
         fps = sane_fps(cap.get(cv2.CAP_PROP_FPS), video_path)
         reported = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         frame_count = _verified_frame_count(cap, video_path, reported)
@@ -77,6 +85,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         width=int(width),
         height=int(height),
         frame_count=frame_count,
+        rotation_deg=rotation,
     )
 
 
@@ -134,8 +143,23 @@ def _checked_file(path: str | Path) -> Path:
     return video_path
 
 
+def _rotation_deg(cap: cv2.VideoCapture) -> int:
+    """The clockwise turn (0, 90, 180, 270) the file's rotation tag asks for."""
+    raw = cap.get(cv2.CAP_PROP_ORIENTATION_META)
+    if not math.isfinite(raw):
+        return 0
+    turn = round(raw) % 360
+    return turn if turn in _TURNS else 0
+
+
+def _upright(bgr: np.ndarray, rotation: int) -> np.ndarray:
+    return cv2.rotate(bgr, _TURNS[rotation]) if rotation else bgr
+
+
 def _open(video_path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(video_path), _BACKEND)
+    # Frames as stored; ``_upright`` turns them (one behaviour whatever the build does).
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     if not cap.isOpened():
         cap.release()
         raise BadInputError(
@@ -224,6 +248,7 @@ def _decode(info: VideoInfo, start: int, end: int) -> Iterator[Frame]:
                     stacklevel=2,
                 )
                 return
+            bgr = _upright(bgr, info.rotation_deg)
             if bgr.shape[:2] != (info.height, info.width):
                 raise BadInputError(
                     f"Video file {video_path} changes size at frame {index} "

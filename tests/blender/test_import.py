@@ -1,5 +1,6 @@
 """import_result in real bpy: objects, keys, joint positions, camera projection, re-import."""
 
+import json
 from pathlib import Path
 
 import bpy
@@ -299,3 +300,26 @@ def test_a_turning_camera_is_keyed_and_the_people_stand_still(ext, tmp_path):
     for path_ in pelvis_paths.values():
         path_ = np.array(path_)
         assert np.abs(path_ - path_[0]).max() < 1e-3
+
+
+def test_a_video_stored_turned_shows_upright(ext, tmp_path):
+    """A phone clip stored sideways (rotation tag 90): Blender 5 turns its strip and camera
+    background upright itself; older Blender shows it as stored, so the strip is turned
+    upright and the camera background is left off with a warning."""
+    # tools/make_phone_fixture.py: 640x360 upright, stored sideways with a 90 degree tag.
+    video = Path(__file__).resolve().parents[1] / "fixtures" / "phone_turned.mp4"
+    path = write_result(tmp_path / "phone.ram", {1: range(4)})
+    manifest_path = path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["source_video"].update(path=str(video), rotation_deg=90, frame_count=4)
+    manifest_path.write_text(json.dumps(manifest))
+    report = submodule("importer").import_result(path)
+    strip = submodule("sequencer").video_strips(bpy.context.scene, path.resolve())[0]
+    background = report.camera.data.background_images
+    if bpy.app.version >= (5, 0, 0):
+        assert strip.transform.rotation == 0.0
+        assert len(background) == 1 and tuple(background[0].clip.size) == (640, 360)
+    else:
+        assert strip.transform.rotation == pytest.approx(-np.pi / 2)
+        assert len(background) == 0
+        assert any("as stored" in warning for warning in report.warnings)
