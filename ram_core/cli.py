@@ -25,6 +25,7 @@ from ram_core.io.progress import (
     make_progress,
 )
 from ram_core.io.protocol import BACKENDS, DEVICES, PROGRESS_MODES, ExitCode
+from ram_core.io.quiet import native_stderr_hidden
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=None, help="YAML file with stage settings")
     run.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
     run.add_argument("--no-preview", action="store_true", help="skip preview.mp4/.png")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let third-party libraries (MediaPipe, TensorFlow Lite) log to stderr",
+    )
 
     combine = commands.add_parser(
         "combine", help="re-run the Predictor and Combiner with the artist's edits"
@@ -230,12 +236,25 @@ def _raise_cancelled(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    progress: Progress = NoProgress()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     # The add-on stops us with SIGTERM: unwind like Ctrl-C so temporary output is removed.
     signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
         args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+    except RamError as exc:  # a usage error
+        NoProgress().error(str(exc), exc.exit_code)
+        return exc.exit_code
+    # Native libraries' logs are hidden unless asked for; ours still reach stderr.
+    with native_stderr_hidden(args.command == "run" and not args.verbose):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    progress: Progress = NoProgress()
+    # Made here, inside the hiding, so its handler writes to the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
         progress = make_progress(args.progress)
         if args.command == "run":
             return _command_run(args, progress)
@@ -246,8 +265,6 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_eval(args, progress)
         return _command_combine(args, progress)
-    except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0)
     except KeyboardInterrupt:
         progress.error("cancelled", ExitCode.CANCELLED)
         return ExitCode.CANCELLED

@@ -233,3 +233,30 @@ def test_cancelled_run_exits_130_and_leaves_nothing(tmp_path, signal_name):
     assert _events(rest)[-1]["event"] == "error"
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_third_party_logs_are_hidden_unless_verbose(tmp_path):
+    noise = ("W0000", "TensorFlow Lite", "absl::")
+    stderr = {}
+    for flag in ("", "--verbose"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ram_core",
+                "run",
+                str(CLIP),
+                "-o",
+                str(tmp_path / f"q{flag}.ram"),
+            ]
+            + ["--end", "4", "--no-preview", "--backend", "lite"]
+            + ([flag] if flag else []),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        stderr[flag] = proc.stderr
+    assert not any(word in stderr[""] for word in noise), stderr[""]
+    assert "done:" in stderr[""] and "backend: lite" in stderr[""]  # ours still show
+    assert any(word in stderr["--verbose"] for word in noise)
