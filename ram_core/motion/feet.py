@@ -37,6 +37,7 @@ from ram_core.body.skeleton import (
     forward_kinematics,
     forward_kinematics_matrices,
 )
+from ram_core.motion.world import SOLE_HEIGHT_M
 
 FEET = ("left", "right")
 # (hip, knee, ankle, toe base) per foot, left then right.
@@ -44,10 +45,8 @@ LEG_JOINTS = tuple(
     tuple(JOINT_INDEX[f"{side}_{part}"] for part in ("hip", "knee", "ankle", "foot"))
     for side in FEET
 )
-# Sole below the ankle and below the toe base on the built-in body at rest (see
-# ram_core.motion.world.SOLE_HEIGHT_M).
-ANKLE_SOLE_M = 0.081
-TOE_SOLE_M = 0.028
+# Sole below the ankle and below the toe base on the built-in body at rest.
+ANKLE_SOLE_M, TOE_SOLE_M = float(SOLE_HEIGHT_M[0]), float(SOLE_HEIGHT_M[1])
 
 
 @dataclass(frozen=True)
