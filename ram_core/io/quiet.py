@@ -25,19 +25,30 @@ def native_stderr_hidden(hidden: bool = True) -> Iterator[None]:
     os.dup2(null, 2)
     os.close(null)
     original = sys.stderr
-    ours = os.fdopen(
-        os.dup(terminal),
-        "w",
-        buffering=1,
-        encoding=getattr(original, "encoding", None) or "utf-8",
-        errors="backslashreplace",
-    )
-    sys.stderr = ours
+    ours = None
+    if _writes_to_descriptor_2(original):
+        ours = os.fdopen(
+            os.dup(terminal),
+            "w",
+            buffering=1,
+            encoding=getattr(original, "encoding", None) or "utf-8",
+            errors="backslashreplace",
+        )
+        sys.stderr = ours
+    # Else sys.stderr is not the descriptor (a caller capturing it): it keeps writing there.
     try:
         yield
     finally:
-        ours.flush()
+        sys.stderr.flush()
         sys.stderr = original
         os.dup2(terminal, 2)
         os.close(terminal)
-        ours.close()
+        if ours is not None:
+            ours.close()
+
+
+def _writes_to_descriptor_2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
