@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ram_core.body.rotations import geodesic_angle  # noqa: E402
-from ram_core.eval.bench_scenes import load_scene  # noqa: E402
+from ram_core.errors import BadInputError  # noqa: E402
+from ram_core.eval.bench_scenes import list_scenes, load_scene  # noqa: E402
 from ram_core.eval.turning_camera import background_frames, moving_people  # noqa: E402
 from ram_core.video.camera_motion import BackgroundTracker  # noqa: E402
 
@@ -104,11 +105,10 @@ def main() -> None:
             f"| {r['pan']} | {r['tilt']} | {r['focal']:.0f} | {estimated} | {error} "
             f"| {r['rotation_error']:.2f} | {r['verdict']} | {r['ms_per_frame']:.1f} |"
         )
-    folders = (
-        sorted(p for p in args.scenes.iterdir() if (p / "scene.json").is_file())
-        if args.scenes.is_dir()
-        else []
-    )
+    try:
+        folders = list_scenes(args.scenes)
+    except BadInputError:
+        folders = []  # the synthetic table stands without them
     if folders:
         lines += [
             "",

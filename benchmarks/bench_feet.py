@@ -12,7 +12,7 @@ compares, on the contact frames:
 - image shift: how far the joints move on the image (px), median and 95th percentile;
 - ankle error against the truth's ankles on the image (px), before and after;
 - contact precision and recall against contacts found the same way on the truth's feet
-  (each estimated track is matched to the true person whose box it overlaps most).
+  (rows paired with true people frame by frame, as the ablations pair them).
 
 The contact thresholds were chosen on camera_pan, crossing and hidden_person; the other
 scenes are held out. Writes ``benchmarks/results/feet.md`` and ``feet.png`` (one person's
@@ -35,7 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from ram_core.body.skeleton import REST_JOINTS_M, forward_kinematics  # noqa: E402
 from ram_core.config import RunConfig  # noqa: E402
-from ram_core.eval.bench_scenes import load_scene  # noqa: E402
+from ram_core.errors import BadInputError  # noqa: E402
+from ram_core.eval.ablations import match_tracks_to_people  # noqa: E402
+from ram_core.eval.bench_scenes import list_scenes, load_scene  # noqa: E402
 from ram_core.io.result import load_result  # noqa: E402
 from ram_core.motion.feet import (  # noqa: E402
     LEG_JOINTS,
@@ -72,39 +74,37 @@ def skate_cm(world: np.ndarray, contacts: np.ndarray, tracks: dict[str, np.ndarr
     return 100 * float(steps.mean()) if steps.size else float("nan")
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(a[:, :2], b[:, :2])
-    bottom_right = np.minimum(a[:, 2:], b[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = lambda box: np.prod(box[:, 2:] - box[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+def matched_people(tracks: dict[str, np.ndarray], gt) -> np.ndarray:
+    """(N,) the true person each row is paired with (-1: none), by the ablations' own
+    per-frame pairing of boxes (``match_tracks_to_people``)."""
+    pairs = match_tracks_to_people(tracks, gt.box_visible_xyxy, gt.visible_fraction > 0)
+    by_row = {(frame, track): person for (frame, person), track in pairs.items()}
+    return np.array(
+        [
+            by_row.get((int(frame), int(track)), -1)
+            for frame, track in zip(tracks["frame"], tracks["track_id"], strict=True)
+        ],
+        dtype=np.int64,
+    )
 
 
 def truth_rows(tracks, gt, fps: float, camera_centre: np.ndarray):
-    """Per row: the matched true person's contacts (N, 2) and ankle pixels (N, 2, 2), NaN
-    where a track matches nobody."""
-    contacts = np.zeros((len(tracks["track_id"]), 2), dtype=bool)
-    pixels = np.full((len(tracks["track_id"]), 2, 2), np.nan)
-    matched = np.zeros(len(tracks["track_id"]), dtype=bool)
-    for track in np.unique(tracks["track_id"]):
-        rows = np.flatnonzero(tracks["track_id"] == track)
-        frames = tracks["frame"][rows]
-        overlaps = [
-            np.nanmean(box_iou(tracks["box_xyxy"][rows], gt.box_full_xyxy[frames, p]))
-            for p in range(gt.num_people)
-        ]
-        person = int(np.nanargmax(overlaps))
-        if overlaps[person] < 0.3:
-            continue
+    """Per row: the paired true person's contacts (N, 2) and ankle pixels (N, 2, 2), and
+    whether the row is paired (N,)."""
+    people = matched_people(tracks, gt)
+    matched = people >= 0
+    contacts = np.zeros((len(people), 2), dtype=bool)
+    pixels = np.full((len(people), 2, 2), np.nan)
+    for person in np.unique(people[matched]):
         path = gt.joints_world[:, person].astype(np.float64)
         seen = np.flatnonzero(np.isfinite(path).all(axis=(1, 2)))
         truth = np.zeros((len(path), 2), dtype=bool)
         truth[seen] = detect_contacts(path[seen], camera_centre, fps, FootConfig())
+        rows = np.flatnonzero(people == person)
+        frames = tracks["frame"][rows]
         contacts[rows] = truth[frames]
-        cam = gt.joints_cam[frames, person][:, ANKLES].astype(np.float64)
-        uv = cam @ gt.K.astype(np.float64).T
+        uv = gt.joints_cam[frames, person][:, ANKLES].astype(np.float64) @ gt.K.T.astype(float)
         pixels[rows] = uv[..., :2] / uv[..., 2:]
-        matched[rows] = True
     return contacts, pixels, matched
 
 
@@ -199,9 +199,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/feet.md")
     args = parser.parse_args()
-    folders = sorted(p for p in args.scenes.iterdir() if (p / "scene.json").is_file())
-    if not folders:
-        sys.exit(f"no scenes in {args.scenes}; render them with tools/make_bench_scenes.py")
+    try:
+        folders = list_scenes(args.scenes)
+    except BadInputError as exc:
+        sys.exit(str(exc))
     rows = []
     with tempfile.TemporaryDirectory(prefix="ram-bench-feet-") as work:
         for folder in folders:

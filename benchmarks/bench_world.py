@@ -7,8 +7,9 @@ length the pipeline guesses when a video gives none (the image diagonal), and wi
 scene's true focal length. For each run: the camera height and pitch the floor gives
 against the scene's camera, and how far the true people's soles land from z = 0 through
 the estimated world frame (median and 90th percentile), and how far the tracks' pelvises
-are from the true people's in the camera frame (root error: each track matched to the person
-whose box it overlaps most; median over rows). Writes ``benchmarks/results/world.md``.
+are from the true people's in the camera frame (root error: rows paired with true people
+frame by frame, as the ablations pair them; median over rows). Writes
+``benchmarks/results/world.md``.
 """
 
 from __future__ import annotations
@@ -27,35 +28,27 @@ sys.path.insert(0, str(REPO))
 
 from ram_core.body.skeleton import JOINT_INDEX  # noqa: E402
 from ram_core.config import RunConfig  # noqa: E402
-from ram_core.eval.bench_scenes import load_scene  # noqa: E402
+from ram_core.errors import BadInputError  # noqa: E402
+from ram_core.eval.bench_scenes import list_scenes, load_scene  # noqa: E402
 from ram_core.io.result import load_result  # noqa: E402
 from ram_core.motion.world import FOOT_JOINTS, SOLE_HEIGHT_M  # noqa: E402
 from ram_core.pipeline import run_pipeline  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_feet import box_iou, joints_of  # noqa: E402
+from bench_feet import joints_of, matched_people  # noqa: E402
 
 
 def root_error_m(result, gt) -> float:
-    """Median distance (m) from each track's pelvis to its matched true person's, camera
-    frame, over the rows."""
+    """Median distance (m) from the rows' pelvises to their paired true people's, camera
+    frame."""
     tracks = result.tracks
-    pelvis = joints_of(tracks)[:, 0]
-    errors = []
-    for track in np.unique(tracks["track_id"]):
-        rows = np.flatnonzero(tracks["track_id"] == track)
-        frames = tracks["frame"][rows]
-        overlaps = [
-            np.nanmean(box_iou(tracks["box_xyxy"][rows], gt.box_full_xyxy[frames, p]))
-            for p in range(gt.num_people)
-        ]
-        person = int(np.nanargmax(overlaps))
-        if overlaps[person] < 0.3:
-            continue
-        truth = gt.joints_cam[frames, person, 0].astype(np.float64)
-        errors.append(np.linalg.norm(pelvis[rows] - truth, axis=1))
-    errors = np.concatenate(errors) if errors else np.array([np.nan])
-    return float(np.nanmedian(errors))
+    people = matched_people(tracks, gt)
+    paired = np.flatnonzero(people >= 0)
+    if paired.size == 0:
+        return float("nan")
+    pelvis = joints_of(tracks)[paired, 0]
+    truth = gt.joints_cam[tracks["frame"][paired], people[paired], 0].astype(np.float64)
+    return float(np.median(np.linalg.norm(pelvis - truth, axis=1)))
 
 
 def true_camera(gt) -> tuple[float, float]:
@@ -105,9 +98,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/world.md")
     args = parser.parse_args()
-    folders = sorted(p for p in args.scenes.iterdir() if (p / "scene.json").is_file())
-    if not folders:
-        sys.exit(f"no scenes in {args.scenes}; render them with tools/make_bench_scenes.py")
+    try:
+        folders = list_scenes(args.scenes)
+    except BadInputError as exc:
+        sys.exit(str(exc))
     rows = []
     with tempfile.TemporaryDirectory(prefix="ram-bench-world-") as work:
         for folder in folders:

@@ -201,15 +201,10 @@ def _key_turning_camera(camera: bpy.types.Object, plan: ImportPlan, turn: Matrix
     """A turning camera's rotation keyed on every frame it was followed, so the footage stays
     lined up through it while the people stand still in the world."""
     frames, per_frame = plan.camera_keys
-    # The people stand in the first frame's camera coordinates placed by its camera_to_world;
-    # the camera turns from there.
-    first_inverse = np.linalg.inv(per_frame[0])
-    turn_array = np.array(turn)
     camera.rotation_mode = "QUATERNION"
-    quaternions = np.empty((len(frames), 4))
-    for i, matrix in enumerate(per_frame):
-        world = plan.camera_to_world @ first_inverse @ matrix @ turn_array
-        quaternions[i] = Matrix(world.tolist()).to_quaternion()
+    quaternions = np.array(
+        [Matrix((matrix @ np.array(turn)).tolist()).to_quaternion() for matrix in per_frame]
+    )
     quaternions = continuous_quaternions(quaternions)
     action = animation.action_of(camera, f"{camera.name}_turn")
     animation.write_channels(

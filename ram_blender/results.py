@@ -23,7 +23,7 @@ from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.io.palette import track_color
 from ram_core.io.result import RamResult, ResultFormatError, load_result, solved_rest_skeleton
-from ram_core.motion.world import estimate_world, world_from_manifest
+from ram_core.motion.world import estimate_world, nearest_frame, world_from_manifest
 
 FRAME_OFFSET = 1
 CAMERA_ROTATION_EULER = (math.pi, 0.0, 0.0)
@@ -253,8 +253,7 @@ def _camera_turns(result: RamResult):
     into_first = first.T @ per_frame[:, :3, :3]  # R_t^T = C2W_0^T C2W_t
 
     def turns(row_frames: np.ndarray) -> np.ndarray:
-        at = np.clip(np.searchsorted(frames, row_frames), 0, len(frames) - 1)
-        return into_first[at]
+        return into_first[nearest_frame(frames, row_frames)]
 
     return turns
 

@@ -41,6 +41,7 @@ from ram_core.motion.world import (
     camera_to_world_per_frame,
     camera_to_world_rows,
     estimate_world,
+    nearest_frame,
 )
 from ram_core.track.segfollow import SegFollow
 from ram_core.types import (
@@ -56,7 +57,7 @@ from ram_core.types import (
     TrackObservation,
     VideoInfo,
 )
-from ram_core.video.camera_motion import BackgroundTracker, CameraMotion
+from ram_core.video.camera_motion import BackgroundTracker
 from ram_core.video.reader import frame_range, probe_video, stream_frames
 
 
@@ -324,7 +325,11 @@ def run_pipeline(
                 else "assumed (the image diagonal)"
             )
             manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
-            rotations = _row_rotations(motion, fused["frame"]) if motion.turning else None
+            rotations = (
+                motion.rotations[nearest_frame(motion.frames, fused["frame"])]
+                if motion.turning
+                else None
+            )
             world = estimate_world(fused, REST_JOINTS_M, info.fps, rotations=rotations)
             if world is not None:
                 manifest["world"] = {
@@ -458,12 +463,6 @@ def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.
         column[:, 2] = factor * (column[:, 2] + pelvis_z) - pelvis_z
         out[name] = column
     return out
-
-
-def _row_rotations(motion: CameraMotion, frames: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) the camera's rotation from its first frame at each row's frame."""
-    at = np.clip(np.searchsorted(motion.frames, frames), 0, len(motion.frames) - 1)
-    return motion.rotations[at]
 
 
 def _name(function: Callable[..., Any]) -> str:

@@ -204,10 +204,16 @@ def camera_to_world_rows(
     if camera_track is None or len(camera_track[0]) == 0:
         return np.asarray(camera_to_world, dtype=np.float64)
     track_frames, matrices = camera_track
+    return matrices[nearest_frame(track_frames, frames)]
+
+
+def nearest_frame(track_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(N,) for each of ``frames`` the index of the nearest one in the ascending, non-empty
+    ``track_frames`` (a per-frame table looked up per row)."""
     at = np.clip(np.searchsorted(track_frames, frames), 0, len(track_frames) - 1)
     before = np.clip(at - 1, 0, None)
     nearer = np.abs(track_frames[before] - frames) < np.abs(track_frames[at] - frames)
-    return matrices[np.where(nearer, before, at)]
+    return np.where(nearer, before, at)
 
 
 def world_from_manifest(record: Any) -> np.ndarray | None:

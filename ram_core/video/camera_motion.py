@@ -98,6 +98,11 @@ class BackgroundTracker:
     def add(self, index: int, rgb: np.ndarray, people: np.ndarray | None) -> None:
         """Frame ``index`` (frames in order), (H, W, 3) RGB and a (H, W) bool mask of the
         people (no corners are taken there)."""
+        if not self.config.enabled:
+            self.chain.append(np.eye(3))
+            self.frames.append(int(index))
+            self._followed.append(True)
+            return
         import cv2
 
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
