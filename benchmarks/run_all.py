@@ -203,7 +203,7 @@ def _version(package: str) -> str:
 def machine_lines() -> list[str]:
     memory = _read_proc("/proc/meminfo", "MemTotal")
     memory_gb = f"{int(memory.split()[0]) / 1024**2:.1f} GB" if memory else "unknown"
-    packages = ("numpy", "torch", "opencv-python-headless", "mediapipe", "sam2")
+    packages = ("numpy", "torch", "opencv-python-headless", "ai-edge-litert", "sam2")
     return [
         f"- CPU: {_read_proc('/proc/cpuinfo', 'model name') or platform.processor()}, "
         f"{os.cpu_count()} logical CPUs; RAM {memory_gb}; no GPU used",
@@ -283,7 +283,7 @@ def _text(value: bytes | str | None) -> str:
 
 
 def _meaningful(output: str) -> str:
-    """The output without MediaPipe / TF Lite's native log lines."""
+    """The output without native (LiteRT / TF Lite, absl) log lines."""
     noise = re.compile(r"^(W0000|I0000|INFO: Created TensorFlow|WARNING: All log messages)")
     return "\n".join(line for line in output.splitlines() if not noise.match(line))
 

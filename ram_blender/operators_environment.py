@@ -36,8 +36,11 @@ def online_install_refusal() -> str | None:
     return install_refusal(bool(bpy.app.online_access))
 
 
-def make_install_plan(base_python: str = "", source: str = "") -> InstallPlan:
-    """The plan for the extension's venv, made with ``base_python`` (Blender's by default).
+def make_install_plan(
+    base_python: str = "", source: str = "", weights_dir: str = ""
+) -> InstallPlan:
+    """The plan for the extension's venv, made with ``base_python`` (Blender's by default);
+    the lite models go to ``weights_dir`` (the preferences' Weights Folder).
 
     InstallPlanError when there is neither a bundled ram_core wheel nor ``source``.
     """
@@ -48,6 +51,7 @@ def make_install_plan(base_python: str = "", source: str = "") -> InstallPlan:
         bpy.path.abspath(base_python) if base_python else sys.executable,
         wheels_dir=WHEELS_DIR,
         source=Path(bpy.path.abspath(source)) if source else None,
+        weights_dir=bpy.path.abspath(weights_dir) if weights_dir else "",
     )
 
 
@@ -103,7 +107,9 @@ class RAM_OT_install_pipeline(ModalJobOperator, bpy.types.Operator):
             self.report({"ERROR"}, refusal)
             return None
         try:
-            plan = make_install_plan(self.base_python, self.source)
+            plan = make_install_plan(
+                self.base_python, self.source, preferences(context).weights_dir
+            )
             return install_modal_job(start_install(plan))
         except (InstallPlanError, OSError) as exc:
             self.report({"ERROR"}, str(exc))

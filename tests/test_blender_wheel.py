@@ -22,7 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import build_addon  # noqa: E402
 
-FORBIDDEN = ("cv2", "scipy", "yaml", "torch", "torchvision", "mediapipe", "sam2", "PIL", "tqdm")
+FORBIDDEN = (
+    "cv2",
+    "scipy",
+    "yaml",
+    "torch",
+    "torchvision",
+    "mediapipe",
+    "ai_edge_litert",
+    "sam2",
+    "PIL",
+    "tqdm",
+)
 
 
 @pytest.fixture(scope="module")

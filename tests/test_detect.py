@@ -193,7 +193,7 @@ def test_nms_of_nothing_is_empty():
 
 
 def test_postprocess_thresholds_filters_size_and_clips():
-    config = DetectorConfig(size_reference_height_px=None)  # absolute 50 x 100 px
+    config = DetectorConfig(min_box_width_px=50, min_box_height_px=100)  # absolute px
     boxes = np.array(
         [
             [10, 10, 70, 130],  # 60 x 120: kept
@@ -212,14 +212,18 @@ def test_postprocess_thresholds_filters_size_and_clips():
     assert found[0].score == pytest.approx(0.9)
 
 
-def test_min_box_size_scales_with_frame_height():
-    assert DetectorConfig().min_box_size_px(720) == (50.0, 100.0)
-    assert DetectorConfig().min_box_size_px(360) == (25.0, 50.0)
-    absolute = DetectorConfig(size_reference_height_px=None)
-    assert absolute.min_box_size_px(360) == (50.0, 100.0)
-    boxes = np.array([[0, 0, 30, 60]], dtype=float)
-    assert len(postprocess(boxes, np.array([0.9]), 640, 360, DetectorConfig())) == 1
-    assert postprocess(boxes, np.array([0.9]), 640, 360, absolute) == []
+def test_min_box_size_is_absolute_by_default_and_can_scale_with_frame_height():
+    # Small people of SD footage stay: 32 px high and 8 px wide, whatever the frame size.
+    assert DetectorConfig().min_box_size_px(720) == (8.0, 32.0)
+    assert DetectorConfig().min_box_size_px(360) == (8.0, 32.0)
+    phalp = DetectorConfig(min_box_width_px=50, min_box_height_px=100, size_reference_height_px=720)
+    assert phalp.min_box_size_px(720) == (50.0, 100.0)
+    assert phalp.min_box_size_px(360) == (25.0, 50.0)
+    walker = np.array([[0, 0, 30, 70]], dtype=float)  # an SD street walker
+    assert len(postprocess(walker, np.array([0.9]), 768, 576, DetectorConfig())) == 1
+    assert postprocess(walker, np.array([0.9]), 768, 576, phalp) == []
+    speck = np.array([[0, 0, 6, 20]], dtype=float)
+    assert postprocess(speck, np.array([0.9]), 768, 576, DetectorConfig()) == []
 
 
 def test_square_views_cover_a_wide_frame_with_overlap():

@@ -41,6 +41,7 @@ def _require_full_backend() -> None:
 _require_full_backend()
 
 import torch  # noqa: E402
+from lite_models import copy_lite_models  # noqa: E402
 
 from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME, FullDetectorConfig, build_keypoint_rcnn  # noqa: E402
 from ram_core.segment.sam2_video import SAM2_MODELS, Sam2SegmenterConfig, build_sam2_model  # noqa: E402
@@ -96,7 +97,7 @@ def weights_root(served_random_weights, tmp_path_factory) -> Path:
     file cannot match; the test's copy of the entry drops that check (the prefix check
     itself is tested in test_weights.py) and keeps name and file name.
     """
-    root = tmp_path_factory.mktemp("weights")
+    root = copy_lite_models(tmp_path_factory.mktemp("weights"))
     for name in (SAM2_MODELS["tiny"], WEIGHTS_NAME):
         model = weights.MODELS[name]
         local = dataclasses.replace(
@@ -115,7 +116,7 @@ def _write_config(tmp_path: Path) -> Path:
 
 
 def test_auto_falls_back_to_lite_and_says_why(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(copy_lite_models(tmp_path / "lite_only")))
     config = config_from_dict(SMALL_CONFIG)
     gaps = full_backend_gaps(config)
     assert gaps and all("ram-core weights download" in gap for gap in gaps)

@@ -142,27 +142,19 @@ def test_bad_input_raises():
         ik.landmarks_to_smpl(bad, np.ones(33))
 
 
-def _mediapipe_world_landmarks(rgb: np.ndarray, box_xyxy) -> tuple[np.ndarray, np.ndarray]:
-    cv2 = pytest.importorskip("cv2")
-    mp = pytest.importorskip("mediapipe")
-    height, width = rgb.shape[:2]
-    x0, y0, x1, y1 = box_xyxy
-    mx, my = 0.2 * (x1 - x0), 0.2 * (y1 - y0)
-    x0, y0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
-    x1, y1 = int(min(width, x1 + mx)), int(min(height, y1 + my))
-    crop = rgb[y0:y1, x0:x1]
-    scale = 512.0 / crop.shape[0]
-    crop = cv2.resize(crop, None, fx=scale, fy=scale)
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
-        found = pose.process(crop)
-    assert found.pose_world_landmarks is not None
-    marks = found.pose_world_landmarks.landmark
-    world = np.array([[m.x, m.y, m.z] for m in marks])
-    visibility = np.array([m.visibility for m in marks])
-    return world, visibility
+def _blazepose_world_landmarks(rgb: np.ndarray, box_xyxy) -> tuple[np.ndarray, np.ndarray]:
+    pytest.importorskip("ai_edge_litert")
+    from ram_core.segment.blazepose import PoseLandmarkModel, roi_from_box
+    from ram_core.segment.lite import default_model_path
+
+    (found,) = PoseLandmarkModel(default_model_path()).estimate(
+        rgb, [roi_from_box(np.asarray(box_xyxy, dtype=float), 1.25)]
+    )
+    assert found is not None and found.pose_score > 0.5
+    return found.world_m, found.visibility
 
 
-def test_real_mediapipe_people_are_upright_and_face_where_they_look():
+def test_real_blazepose_people_are_upright_and_face_where_they_look():
     """Fixture: a woman in red seen in profile facing the image's right, and a man in yellow
     turned toward the camera and the image's left."""
     cv2 = pytest.importorskip("cv2")
@@ -173,7 +165,7 @@ def test_real_mediapipe_people_are_upright_and_face_where_they_look():
     boxes = json.loads((FIXTURES / "people_frame.json").read_text())
     fronts = []
     for box in boxes:
-        world, visibility = _mediapipe_world_landmarks(rgb, box)
+        world, visibility = _blazepose_world_landmarks(rgb, box)
         result = ik.fit_landmarks(world, visibility)
         root = axis_angle_to_matrix(result.global_orient)
         up, front = root @ [0.0, 1.0, 0.0], root @ [0.0, 0.0, 1.0]
@@ -228,9 +220,7 @@ def test_lite_reconstructor_recovers_pose_and_translation(seed):
     rng = np.random.default_rng(100 + seed)
     go, bp = _plausible_pose(rng)
     transl = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-0.3, 0.5), rng.uniform(3.0, 9.0)])
-    estimate = LiteReconstructor().estimate(
-        FRAME, _observation_from_pose(go, bp, transl), CAMERA
-    )
+    estimate = LiteReconstructor().estimate(FRAME, _observation_from_pose(go, bp, transl), CAMERA)
     assert estimate is not None
     assert np.linalg.norm(estimate.transl - transl) < 0.03
     np.testing.assert_array_equal(estimate.betas, np.zeros(10))

@@ -8,11 +8,11 @@ import pytest
 from ram_core.detect.boxes import iou_matrix
 from ram_core.segment.lite import (
     APPEARANCE_DIM,
+    BlazePoseSegmenter,
     LiteSegmenterConfig,
-    MediaPipeSegmenter,
     appearance_descriptor,
     appearance_similarity,
-    crop_region,
+    overlap_waves,
     pose_component,
     visibility_logit,
 )
@@ -31,7 +31,7 @@ def people_frame():
 
 @pytest.fixture(scope="module")
 def segmenter():
-    with MediaPipeSegmenter() as seg:
+    with BlazePoseSegmenter() as seg:
         yield seg
 
 
@@ -46,7 +46,7 @@ def grow(box, fraction):
     return box + np.array([-w, -h, w, h]) * fraction
 
 
-# ---------------------------------------------------------------- MediaPipe on a real image
+# ---------------------------------------------------------------- BlazePose on a real image
 
 
 def test_one_observation_per_person_prompt(person_observations, people_frame):
@@ -124,30 +124,51 @@ def test_degenerate_and_no_prompts(segmenter, people_frame):
     assert segmenter.segment(frame, [outside]) == [[]]
 
 
-def test_video_mode_keeps_a_graph_per_track_and_closes_idle_ones(people_frame):
+def test_nothing_is_kept_per_track(segmenter, people_frame):
     frame, boxes = people_frame
-    config = LiteSegmenterConfig(mode="video", video_idle_calls=1)
-    with MediaPipeSegmenter(config) as seg:
-        for _ in range(2):
-            results = seg.segment(frame, [Prompt(b, track_id=10 + i) for i, b in enumerate(boxes)])
-            assert [len(r) for r in results] == [1, 1]
-        assert sorted(seg._video) == [10, 11]
-        seg.segment(frame, [Prompt(boxes[0], track_id=10)])
-        seg.segment(frame, [Prompt(boxes[0], track_id=10)])
-        assert sorted(seg._video) == [10]  # track 11 went idle and its graph was closed
-        seg.forget(10)
-        assert seg._video == {}
+    prompts = [Prompt(b, track_id=10 + i) for i, b in enumerate(boxes)]
+    first = segmenter.segment(frame, prompts)
+    segmenter.forget(10)
+    segmenter.forget(99)  # never seen: harmless
+    again = segmenter.segment(frame, prompts[::-1])[::-1]
+    for (a,), (b,) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_allclose(a.landmarks.image_px, b.landmarks.image_px, atol=1e-3)
+
+
+def test_a_closed_segmenter_refuses_work(people_frame):
+    frame, boxes = people_frame
+    with BlazePoseSegmenter() as seg:
+        pass
     with pytest.raises(RuntimeError):
         seg.segment(frame, [Prompt(boxes[0])])
+
+
+def test_a_missing_model_names_the_command_that_fetches_it(tmp_path, monkeypatch):
+    from ram_core.errors import MissingModelError
+
+    monkeypatch.setenv("RAM_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(
+        MissingModelError, match="ram-core weights download blazepose_landmark_full"
+    ):
+        BlazePoseSegmenter()
 
 
 # ---------------------------------------------------------------- pure helpers
 
 
-def test_crop_region_grows_and_clips():
-    assert crop_region(np.array([100.0, 50.0, 150.0, 150.0]), 0.2, 640, 360) == (90, 30, 160, 170)
-    assert crop_region(np.array([0.0, 0.0, 50.0, 100.0]), 0.2, 640, 360) == (0, 0, 60, 120)
-    assert crop_region(np.array([650.0, 0.0, 700.0, 100.0]), 0.2, 640, 360) is None
+def test_overlap_waves_batch_people_who_do_not_overlap():
+    near, beside, behind_near, behind_both = (
+        (0, 0, 10, 10),
+        (20, 0, 30, 10),
+        (5, 5, 15, 15),
+        (8, 0, 25, 9),
+    )
+    assert overlap_waves([near, beside]) == [0, 0]
+    assert overlap_waves([near, beside, behind_near]) == [0, 0, 1]
+    assert overlap_waves([near, behind_near, behind_both]) == [0, 1, 2]
+    assert overlap_waves([near, None, behind_near]) == [0, 0, 1]
+    assert overlap_waves([]) == []
 
 
 def test_visibility_logit_sign_and_zero_point():
@@ -207,12 +228,13 @@ def test_grey_clothing_is_compared_by_value_only():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"crop_margin": -0.1},
-        {"crop_height_px": 8},
+        {"roi_scale": 0.1},
+        {"crop_min_height_per_width": -1.0},
         {"mask_threshold": 1.0},
         {"visibility_zero": 0.0},
-        {"mode": "batch"},
+        {"min_pose_score": 1.0},
         {"min_mask_box_fraction": 1.0},
+        {"num_threads": -1},
     ],
 )
 def test_config_rejects_bad_values(kwargs):
@@ -224,7 +246,7 @@ def test_config_rejects_bad_values(kwargs):
 
 
 @pytest.mark.slow
-def test_video_mode_follows_demo_people_in_camera_aligned_axes():
+def test_follows_demo_people_in_camera_aligned_axes():
     root = Path(__file__).resolve().parents[1] / "demo"
     truth = np.load(root / "three_people_gt.npz")
     visible_box, full_box = truth["box_visible_xyxy"], truth["box_full_xyxy"]
@@ -232,7 +254,7 @@ def test_video_mode_follows_demo_people_in_camera_aligned_axes():
     capture = cv2.VideoCapture(str(root / "three_people.mp4"))
     found = total = 0
     box_ious, shoulder_cos, up_cos = [], [], []
-    with MediaPipeSegmenter(LiteSegmenterConfig(mode="video")) as seg:
+    with BlazePoseSegmenter() as seg:
         for index in range(len(fraction)):
             ok, bgr = capture.read()
             assert ok
@@ -267,11 +289,11 @@ def test_video_mode_follows_demo_people_in_camera_aligned_axes():
 def test_exclusive_mode_never_gives_one_person_twice(people_frame):
     frame, boxes = people_frame
     twice = [Prompt(boxes[0]), Prompt(boxes[0] + np.array([4.0, 2.0, 4.0, 2.0]))]
-    with MediaPipeSegmenter(LiteSegmenterConfig(exclusive=False)) as seg:
+    with BlazePoseSegmenter(LiteSegmenterConfig(exclusive=False)) as seg:
         shared = seg.segment(frame, twice)
     assert [len(r) for r in shared] == [1, 1]
     assert (shared[0][0].mask & shared[1][0].mask).sum() > 0.8 * shared[0][0].mask.sum()
-    with MediaPipeSegmenter(LiteSegmenterConfig(exclusive=True)) as seg:
+    with BlazePoseSegmenter(LiteSegmenterConfig(exclusive=True)) as seg:
         apart = seg.segment(frame, twice)
     # The nearer prompt (lower box bottom) takes the person; the other finds only leftovers.
     assert [len(r) for r in apart] == [0, 1]

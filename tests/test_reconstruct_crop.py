@@ -15,7 +15,7 @@ from ram_core.reconstruct.crop_pose import (
     isolate_person,
 )
 from ram_core.reconstruct.lite import LiteReconstructor
-from ram_core.segment.lite import LiteSegmenterConfig, MediaPipeSegmenter
+from ram_core.segment.lite import BlazePoseSegmenter
 from ram_core.types import CameraIntrinsics, Frame, Observation, Prompt, TrackObservation
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,7 +40,7 @@ def camera(people_frame):
 def lite_observations(people_frame):
     """What the lite segmenter finds for each person: masks and landmarks."""
     frame, boxes = people_frame
-    with MediaPipeSegmenter(LiteSegmenterConfig(mode="static")) as segmenter:
+    with BlazePoseSegmenter() as segmenter:
         results = segmenter.segment(frame, [Prompt(box) for box in boxes])
     assert [len(r) for r in results] == [1, 1]
     return [r[0] for r in results]
@@ -230,9 +230,7 @@ def test_config_validation():
         CropPoseConfig(mask_dilation=-0.1)
 
 
-def test_the_stage_takes_every_track_of_a_frame_at_once(
-    lite_observations, people_frame, camera
-):
+def test_the_stage_takes_every_track_of_a_frame_at_once(lite_observations, people_frame, camera):
     """The track-aware stage gives, in order, exactly the per-person estimates, for the lite
     reconstructor and for the crop one; both keep nothing per track."""
     frame, _ = people_frame

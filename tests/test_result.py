@@ -356,7 +356,7 @@ def test_reader_and_masks_work_without_cv2_or_scipy(tmp_path):
     write_result(out, masks=[(0, labels)])
     script = (
         "import sys\n"
-        "for name in ('cv2', 'scipy', 'yaml', 'torch', 'mediapipe', 'PIL'):\n"
+        "for name in ('cv2', 'scipy', 'yaml', 'torch', 'mediapipe', 'ai_edge_litert', 'PIL'):\n"
         "    sys.modules[name] = None\n"
         "import numpy as np\n"
         "from ram_core import load_result, read_mask\n"

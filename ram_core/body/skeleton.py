@@ -23,7 +23,9 @@ phenotype, arms straightened into the T-pose. They are pelvis-relative (``J0`` =
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,21 +97,42 @@ def forward_kinematics(
     )
 
 
+@functools.lru_cache(maxsize=64)
+def chain_to(joints: tuple[int, ...]) -> tuple[int, ...]:
+    """The joints and all their ancestors, parents before children (SMPL's order)."""
+    needed: set[int] = set()
+    for joint in joints:
+        while joint >= 0 and joint not in needed:
+            needed.add(joint)
+            joint = PARENTS[joint]
+    return tuple(sorted(needed))
+
+
 def forward_kinematics_matrices(
-    local_rotations: np.ndarray, transl: np.ndarray, rest_joints: np.ndarray = REST_JOINTS_M
+    local_rotations: np.ndarray,
+    transl: np.ndarray,
+    rest_joints: np.ndarray = REST_JOINTS_M,
+    only: tuple[int, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Like ``forward_kinematics`` from local rotation matrices (..., 24, 3, 3).
 
-    Returns joints (..., 24, 3) and world rotations (..., 24, 3, 3).
+    Returns joints (..., 24, 3) and world rotations (..., 24, 3, 3). ``only``: compute just
+    these joints and their ancestors (the IK's inner loops need a few); the others are NaN.
     """
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
     batch = np.broadcast_shapes(local_rotations.shape[:-3], transl.shape[:-1])
     local_rotations = np.broadcast_to(local_rotations, (*batch, NUM_JOINTS, 3, 3))
-    world = np.empty((*batch, NUM_JOINTS, 3, 3))
-    joints = np.empty((*batch, NUM_JOINTS, 3))
+    if only is None:
+        world = np.empty((*batch, NUM_JOINTS, 3, 3))
+        joints = np.empty((*batch, NUM_JOINTS, 3))
+        order: Iterable[int] = range(1, NUM_JOINTS)
+    else:
+        world = np.full((*batch, NUM_JOINTS, 3, 3), np.nan)
+        joints = np.full((*batch, NUM_JOINTS, 3), np.nan)
+        order = chain_to(tuple(only))[1:]
     world[..., 0, :, :] = local_rotations[..., 0, :, :]
     joints[..., 0, :] = rest_joints[0] + transl
-    for j in range(1, NUM_JOINTS):
+    for j in order:
         p = PARENTS[j]
         world[..., j, :, :] = world[..., p, :, :] @ local_rotations[..., j, :, :]
         bone = rest_joints[j] - rest_joints[p]

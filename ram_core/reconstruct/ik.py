@@ -233,8 +233,11 @@ class _Solver:
         self.local = np.broadcast_to(np.eye(3), (NUM_JOINTS, 3, 3)).copy()
         self.pelvis = np.zeros(3)
 
-    def world(self) -> tuple[np.ndarray, np.ndarray]:
-        return forward_kinematics_matrices(self.local, self.pelvis - self.rest[0], self.rest)
+    def world(self, only: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Joints and world rotations; ``only`` these joints and their ancestors if given."""
+        return forward_kinematics_matrices(
+            self.local, self.pelvis - self.rest[0], self.rest, only=only
+        )
 
     def solve_torso(self) -> None:
         tg, rest, J = self.targets, self.rest, JOINT_INDEX
@@ -268,6 +271,7 @@ class _Solver:
         joints_free = [0, J["spine1"], J["spine2"], J["spine3"], J["left_collar"],
                        J["right_collar"]]  # fmt: skip
         fitted = [J["left_hip"], J["right_hip"], J["left_shoulder"], J["right_shoulder"]]
+        fitted_chain = tuple(fitted)
         sqrt_w = np.sqrt(weights[fitted])[:, None]
         if float(sqrt_w.sum()) <= 0.0:
             return
@@ -279,7 +283,9 @@ class _Solver:
             """(B, n) parameter vectors -> (B, m) residuals, one batched FK for all."""
             local = np.broadcast_to(self.local, (len(xs), NUM_JOINTS, 3, 3)).copy()
             local[:, joints_free] = axis_angle_to_matrix(xs[:, :n_rot].reshape(len(xs), -1, 3))
-            joints, _ = forward_kinematics_matrices(local, xs[:, n_rot:] - self.rest[0], self.rest)
+            joints, _ = forward_kinematics_matrices(
+                local, xs[:, n_rot:] - self.rest[0], self.rest, only=fitted_chain
+            )
             fit = (sqrt_w * (joints[:, fitted] - self.targets[fitted])).reshape(len(xs), -1)
             return np.concatenate([fit, prior * (xs[:, :n_rot] - x0[:n_rot])], axis=1)
 
@@ -300,7 +306,7 @@ class _Solver:
 
     def _swing(self, joint: int, child: int) -> None:
         """Turn ``joint`` by the smallest rotation pointing its bone to ``child`` at the target."""
-        joints, _ = self.world()
+        joints, _ = self.world(only=(joint,))
         self._point(joint, self.rest[child] - self.rest[joint], self.targets[child] - joints[joint])
 
     def _point(self, joint: int, rest_dir: np.ndarray, target_dir: np.ndarray) -> None:
@@ -308,7 +314,7 @@ class _Solver:
         (camera axes); a zero-length target leaves the joint as it is."""
         if np.linalg.norm(target_dir) < 1e-9:
             return
-        _, world = self.world()
+        _, world = self.world(only=(PARENTS[joint],))
         parent_world = world[PARENTS[joint]]
         self.local[joint] = rotation_between_vectors(rest_dir, parent_world.T @ target_dir)
 
@@ -322,7 +328,7 @@ class _Solver:
         on the floor (``rest_foot_points``).
         """
         rest_heel, rest_toe = rest_foot_points(self.rest, ankle, foot)
-        _, world = self.world()
+        _, world = self.world(only=(PARENTS[ankle],))
         rest_frame = _frame_from_side_and_up(rest_toe - rest_heel, -rest_heel)
         frame = _frame_from_side_and_up(toe - heel, self.targets[ankle] - heel)
         self.local[ankle] = world[PARENTS[ankle]].T @ frame @ rest_frame.T
@@ -337,7 +343,7 @@ class _Solver:
         when the target is off the hinge's circle.
         """
         self._swing(upper, middle)
-        _, world = self.world()
+        _, world = self.world(only=(upper,))
         # In the upper joint's frame (the middle joint's parent frame): u1 the upper bone at
         # rest, u2 the lower bone at rest, v the wanted lower-bone direction.
         u1 = _unit(self.rest[middle] - self.rest[upper])
@@ -360,7 +366,7 @@ class _Solver:
         if fade > 0.0:
             beta = self._hinge_twist(u1, u2, h, v)
             self.local[upper] = self.local[upper] @ axis_angle_to_matrix(u1 * beta * fade)
-            _, world = self.world()
+            _, world = self.world(only=(upper,))
             v = world[upper].T @ _unit(target_dir)
         self.local[middle] = _hinge_then_correct(u2, h, v)
 
@@ -406,7 +412,7 @@ class _Solver:
         mid_ear = 0.5 * (face_cam["left_ear"] + face_cam["right_ear"])
         self.targets[J["head"]] = mid_ear - head_world @ mid_ear_offset
         self._swing(J["neck"], J["head"])
-        _, world = self.world()
+        _, world = self.world(only=(J["neck"],))
         self.local[J["head"]] = world[J["neck"]].T @ head_world
 
     @staticmethod

@@ -25,7 +25,7 @@ INSTALL_AND_RUN = textwrap.dedent(
     # install of the repository.
     sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in repr(f)]
     # Blender's Python has none of these; the bundled wheel must not need them.
-    for name in ("cv2", "scipy", "yaml", "torch", "mediapipe", "tqdm"):
+    for name in ("cv2", "scipy", "yaml", "torch", "ai_edge_litert", "tqdm"):
         sys.modules[name] = None
     import bpy
     zip_path, result_path = sys.argv[1], sys.argv[2]

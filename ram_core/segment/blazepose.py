@@ -1,0 +1,274 @@
+"""BlazePose's landmark model (MediaPipe Pose, full) run by us on LiteRT, one pass per person.
+
+MediaPipe's own Python package runs this model inside its graph runtime, which has no wheels
+for Python 3.13 and keeps one native graph per tracked person. Here the model file
+(``pose_landmark_full.tflite``, Apache-2.0, from the mediapipe 0.10.14 wheel: see
+``ram_core.models.pose_models``) runs on LiteRT's interpreter (``ai-edge-litert``, wheels for
+Python 3.11-3.13), one interpreter for everyone, batched over the people of a frame. One pass
+gives the 33 image landmarks, the 33 metric world landmarks and the person's mask.
+
+The region of interest (ROI) is a square, possibly turned, around the person: from the
+tracker's box for a person seen for the first time, else from the person's own landmarks of
+the previous frame (the two extra alignment landmarks 33, hips centre, and 34, a point on the
+circle around the body), as MediaPipe's tracking mode does. Where it has no person, the
+model's pose flag is low and the person is reported as not found.
+
+Model outputs, checked against MediaPipe 0.10.14's graph on the same crops (tests): landmarks
+(39 x 5: x and y in input pixels, z, visibility and presence logits), a pose flag (a
+probability), segmentation logits (256 x 256), heatmaps (64 x 64 x 39, used to refine x and y
+as MediaPipe does) and world landmarks (39 x 3, metres, hip-centred, turned with the ROI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INPUT_SIZE = 256
+HEATMAP_SIZE = 64
+NUM_MODEL_LANDMARKS = 39  # 33 body landmarks + 2 ROI alignment points + 4 auxiliary
+NUM_LANDMARKS = 33
+HIPS_CENTRE, BODY_CIRCLE = 33, 34
+# MediaPipe's pose ROI: the square around the alignment circle is enlarged by this factor.
+ROI_SCALE = 1.25
+# MediaPipe's heatmap refinement: a 7 x 7 window, refined where its peak is this confident.
+REFINE_KERNEL = 7
+REFINE_MIN_CONFIDENCE = 0.5
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+@dataclass(frozen=True)
+class PoseRoi:
+    """A square region of the frame in pixels: centre (x, y), side, and rotation (radians).
+
+    rotation turns the crop's axes: the crop's x axis runs along (cos r, sin r) in the
+    image, its y axis (down) along (-sin r, cos r). 0 is an upright crop.
+    """
+
+    centre_x: float
+    centre_y: float
+    side: float
+    rotation: float = 0.0
+
+    def crop_to_image(self) -> np.ndarray:
+        """(2, 3) affine map from input pixels (0..INPUT_SIZE) to frame pixels."""
+        scale = self.side / INPUT_SIZE
+        cos, sin = np.cos(self.rotation), np.sin(self.rotation)
+        linear = scale * np.array([[cos, -sin], [sin, cos]])
+        half = INPUT_SIZE / 2.0
+        offset = np.array([self.centre_x, self.centre_y]) - linear @ np.array([half, half])
+        return np.column_stack([linear, offset])
+
+    def image_to_crop(self) -> np.ndarray:
+        """(2, 3) affine map from frame pixels to input pixels."""
+        forward = self.crop_to_image()
+        inverse = np.linalg.inv(forward[:, :2])
+        return np.column_stack([inverse, -inverse @ forward[:, 2]])
+
+    def bounds(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """Integer (x0, y0, x1, y1) around the turned square, clipped to the frame."""
+        corners = np.array([[0, 0], [INPUT_SIZE, 0], [0, INPUT_SIZE], [INPUT_SIZE, INPUT_SIZE]])
+        mapped = apply_affine(self.crop_to_image(), corners.astype(np.float64))
+        x0 = max(0, int(np.floor(mapped[:, 0].min())))
+        y0 = max(0, int(np.floor(mapped[:, 1].min())))
+        x1 = min(width, int(np.ceil(mapped[:, 0].max())))
+        y1 = min(height, int(np.ceil(mapped[:, 1].max())))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return x0, y0, x1, y1
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """points (N, 2) through a (2, 3) affine map."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def roi_from_box(box_xyxy: np.ndarray, scale: float) -> PoseRoi:
+    """An upright square on the box centre, ``scale`` times the box's longer side."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    side = max(x1 - x0, y1 - y0, 1.0) * scale
+    return PoseRoi((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, 0.0)
+
+
+def roi_from_landmarks(points_px: np.ndarray) -> PoseRoi:
+    """MediaPipe's tracking ROI from a pose's 39 landmarks (N >= 35, 2) in frame pixels.
+
+    Centred on the hips centre, turned so that the hips-to-circle direction is up, side
+    ``2 * ROI_SCALE`` times the circle's radius.
+    """
+    centre = points_px[HIPS_CENTRE]
+    up = points_px[BODY_CIRCLE] - centre
+    radius = float(np.hypot(*up))
+    rotation = float(np.arctan2(up[0], -up[1])) if radius > 0 else 0.0
+    return PoseRoi(float(centre[0]), float(centre[1]), max(2.0 * ROI_SCALE * radius, 1.0), rotation)
+
+
+def refine_from_heatmap(points_input: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """MediaPipe's refinement of landmark x, y (N, 2, input pixels) from heatmaps (h, w, N).
+
+    Where the heatmap's sigmoid peaks at REFINE_MIN_CONFIDENCE or more in a REFINE_KERNEL
+    window around a landmark, the landmark moves to the confidence-weighted mean there.
+    """
+    hm_h, hm_w, count = heatmap.shape
+    refined = points_input.copy()
+    offset = REFINE_KERNEL // 2
+    confidence = _sigmoid(heatmap)
+    for index in range(min(count, len(points_input))):
+        col = int(points_input[index, 0] / INPUT_SIZE * hm_w)
+        row = int(points_input[index, 1] / INPUT_SIZE * hm_h)
+        if not (0 <= col < hm_w and 0 <= row < hm_h):
+            continue
+        r0, r1 = max(0, row - offset), min(hm_h, row + offset + 1)
+        c0, c1 = max(0, col - offset), min(hm_w, col + offset + 1)
+        window = confidence[r0:r1, c0:c1, index]
+        if window.max() < REFINE_MIN_CONFIDENCE or window.sum() <= 0:
+            continue
+        rows, cols = np.mgrid[r0:r1, c0:c1]
+        total = window.sum()
+        refined[index, 0] = (cols * window).sum() / total / hm_w * INPUT_SIZE
+        refined[index, 1] = (rows * window).sum() / total / hm_h * INPUT_SIZE
+    return refined
+
+
+@dataclass(frozen=True)
+class PoseEstimate:
+    """One person's pass through the model, in frame pixels.
+
+    points_px: (39, 2) landmarks including the alignment points. visibility: (33,) in [0, 1].
+    world_m: (33, 3) metres, hip-centred, x right, y down, z away from the camera.
+    pose_score: the model's probability that a person fills the ROI.
+    probability: the mask probability over ``bounds`` (rows, cols of that box).
+    bounds: (x0, y0, x1, y1) of ``probability`` in the frame.
+    """
+
+    roi: PoseRoi
+    points_px: np.ndarray
+    visibility: np.ndarray
+    world_m: np.ndarray
+    pose_score: float
+    probability: np.ndarray
+    bounds: tuple[int, int, int, int]
+
+
+def default_num_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class PoseLandmarkModel:
+    """The landmark model on a LiteRT interpreter; ``estimate`` runs a batch of ROIs."""
+
+    def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from ram_core.io.quiet import native_stderr_hidden
+
+        with native_stderr_hidden():  # "Created TensorFlow Lite XNNPACK delegate" etc.
+            self._interpreter = Interpreter(
+                model_path=str(model_path), num_threads=num_threads or default_num_threads()
+            )
+            self._interpreter.allocate_tensors()
+        self._batch = 1
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
+        names = sorted(outputs, key=lambda n: (len(n), n))  # Identity, Identity_1, ...
+        if len(names) != 5:
+            raise ValueError(
+                f"{model_path} is not BlazePose's landmark model ({len(names)} outputs)"
+            )
+        self._landmarks, self._flag, self._segmentation, self._heatmap, self._world = (
+            outputs[n] for n in names
+        )
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            self._interpreter.resize_tensor_input(self._input, [batch, INPUT_SIZE, INPUT_SIZE, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = batch
+
+    def estimate(
+        self,
+        rgb: np.ndarray,
+        rois: Sequence[PoseRoi],
+        keep_boxes: Sequence[np.ndarray | None] | None = None,
+    ) -> list[PoseEstimate | None]:
+        """One estimate per ROI of the frame (H, W, 3 uint8 RGB); None off the frame.
+
+        keep_boxes: per ROI, a box (x0, y0, x1, y1) in frame pixels outside which the
+        model's input is black, as it is outside the frame (None: the whole ROI).
+        """
+        import cv2
+
+        height, width = rgb.shape[:2]
+        keep_boxes = list(keep_boxes) if keep_boxes is not None else [None] * len(rois)
+        if len(keep_boxes) != len(rois):
+            raise ValueError("one keep box (or None) per ROI")
+        kept = [(i, roi, roi.bounds(width, height)) for i, roi in enumerate(rois)]
+        kept = [(i, roi, b) for i, roi, b in kept if b is not None]
+        results: list[PoseEstimate | None] = [None] * len(rois)
+        if not kept:
+            return results
+        batch = np.empty((len(kept), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
+        for slot, (index, roi, _) in enumerate(kept):
+            crop = cv2.warpAffine(
+                rgb,
+                roi.image_to_crop(),
+                (INPUT_SIZE, INPUT_SIZE),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(0, 0, 0),
+            )
+            keep = keep_boxes[index]
+            if keep is not None:
+                x0, y0, x1, y1 = (float(v) for v in keep)
+                corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+                inside = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
+                polygon = np.round(apply_affine(roi.image_to_crop(), corners)).astype(np.int32)
+                cv2.fillConvexPoly(inside, polygon, 1)
+                crop[inside == 0] = 0
+            np.multiply(crop, 1.0 / 255.0, out=batch[slot], casting="unsafe")
+        self._resize(len(kept))
+        interpreter = self._interpreter
+        interpreter.set_tensor(self._input, batch)
+        interpreter.invoke()
+        landmarks = interpreter.get_tensor(self._landmarks).reshape(len(kept), -1, 5)
+        flags = interpreter.get_tensor(self._flag).reshape(len(kept))
+        segmentation = interpreter.get_tensor(self._segmentation)[..., 0]
+        heatmaps = interpreter.get_tensor(self._heatmap)
+        world = interpreter.get_tensor(self._world).reshape(len(kept), -1, 3)
+        for slot, (index, roi, bounds) in enumerate(kept):
+            points_input = refine_from_heatmap(
+                landmarks[slot, :, :2].astype(np.float64), heatmaps[slot]
+            )
+            to_image = roi.crop_to_image()
+            cos, sin = np.cos(roi.rotation), np.sin(roi.rotation)
+            world_m = world[slot, :NUM_LANDMARKS].astype(np.float64)
+            world_m[:, :2] = world_m[:, :2] @ np.array([[cos, sin], [-sin, cos]])
+            x0, y0, x1, y1 = bounds
+            # The mask's logits, turned back from the crop into the frame box.
+            into_box = to_image.copy()
+            into_box[:, 2] -= (x0, y0)
+            logits = cv2.warpAffine(
+                segmentation[slot],
+                into_box,
+                (x1 - x0, y1 - y0),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=-60.0,
+            )
+            results[index] = PoseEstimate(
+                roi=roi,
+                points_px=apply_affine(to_image, points_input),
+                visibility=_sigmoid(landmarks[slot, :NUM_LANDMARKS, 3].astype(np.float64)),
+                world_m=world_m,
+                pose_score=float(flags[slot]),
+                probability=_sigmoid(logits),
+                bounds=bounds,
+            )
+        return results
