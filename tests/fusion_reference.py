@@ -9,7 +9,9 @@ import numpy as np
 
 from ram_core.body.rotations import (
     axis_angle_to_matrix,
+    axis_angle_to_quaternion,
     matrix_to_axis_angle,
+    quaternion_to_axis_angle,
     slerp_axis_angle,
 )
 from ram_core.motion.fusion import track_reconstruction, track_slices
@@ -60,6 +62,24 @@ def prediction_steps(pose_aa, transl, valid, config):
     return rot_step, priors[:, :, 1]
 
 
+def usual_pose(pose_aa, valid, upto, window):
+    """The mean axis-angle of the valid frames among the ``window`` frames up to ``upto``."""
+    frames = [t for t in range(max(0, upto - window + 1), upto + 1) if valid[t]]
+    return np.mean(pose_aa[frames], axis=0) if frames else np.zeros(pose_aa.shape[1:])
+
+
+def relax(pose_aa, usual_aa, fraction):
+    """Body joints (not joint 0) a fraction of the way to the usual pose: the normalised
+    lerp of quaternions on the shorter arc."""
+    q, u = axis_angle_to_quaternion(pose_aa), axis_angle_to_quaternion(usual_aa)
+    out = pose_aa.copy()
+    for j in range(1, pose_aa.shape[0]):
+        w = fraction if q[j] @ u[j] >= 0 else -fraction
+        moved = q[j] * (1.0 - fraction) + u[j] * w
+        out[j] = quaternion_to_axis_angle(moved / np.linalg.norm(moved))
+    return out
+
+
 def rate_limit(target, max_step):
     g = target.copy()
     for t in range(1, g.shape[0]):
@@ -105,8 +125,13 @@ def combine_track(recon_pose, recon_transl, gate, observed, config):
     pred_transl[: first + 1] = clean_transl[first]
     pose[: first + 1] = clean_pose[first]
     transl[: first + 1] = clean_transl[first]
+    last = last_valid_before(usable)
+    fraction = 0.0 if config.relax_frames <= 0 else 1.0 - np.exp(-1.0 / config.relax_frames)
     for t in range(first + 1, T):
         pred_pose[t] = matrix_to_axis_angle(axis_angle_to_matrix(pose[t - 1]) @ step_R[t])
+        if fraction > 0.0 and t - last[t] >= 2:
+            usual = usual_pose(clean_pose, usable, last[t], config.usual_pose_frames)
+            pred_pose[t] = relax(pred_pose[t], usual, fraction)
         pred_transl[t] = transl[t - 1] + transl_step[t]
         if gate[t] > 0.0:
             pose[t] = slerp_axis_angle(pred_pose[t], clean_pose[t], gate[t])

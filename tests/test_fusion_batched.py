@@ -118,11 +118,17 @@ def _make_table(seed: int = 0) -> dict[str, np.ndarray]:
 CONFIGS = [
     (PredictorConfig(), CombinerConfig()),
     (
-        PredictorConfig(damping=1.0, transl_damping=1.0, max_velocity_gap=1),
+        PredictorConfig(damping=1.0, transl_damping=1.0, max_velocity_gap=1, relax_frames=0),
         CombinerConfig(max_gate_step=1.0),
     ),
     (
-        PredictorConfig(damping=0.0, transl_damping=0.5, max_angular_speed=0.05),
+        PredictorConfig(
+            damping=0.7,
+            transl_damping=0.5,
+            max_angular_speed=0.05,
+            relax_frames=3.0,
+            usual_pose_frames=5,
+        ),
         CombinerConfig(reliability_midpoint=0.7, max_gate_step=0.05),
     ),
 ]

@@ -8,6 +8,7 @@ drawn in the mask are exactly the tracks with a row there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -79,7 +80,11 @@ def result(tmp_path):
     out = tmp_path / "clip.ram"
     manifest = {
         "source_video": {"path": "clip.mp4", "fps": 25.0, "width": WIDTH, "height": HEIGHT},
-        "config": {"combiner": {"reliability_midpoint": 0.7}, "predictor": {"damping": 0.8}},
+        # As the pipeline records them: every field of each section.
+        "config": {
+            "combiner": dataclasses.asdict(RECORDED_COMBINER),
+            "predictor": dataclasses.asdict(RECORDED_PREDICTOR),
+        },
         "rest_skeleton": builtin_rest_skeleton(),
     }
     with ResultWriter(out) as writer:
@@ -275,3 +280,13 @@ def test_tracks_edited_since_the_last_run_are_the_ones_a_rerun_changes(result):
     assert tracks_to_refuse(again, RECORDED_PREDICTOR, RECORDED_COMBINER) == {5}
     # Other settings than the last run's: every track.
     assert tracks_to_refuse(again, PredictorConfig(), RECORDED_COMBINER) == {1, 2, 5}
+
+
+def test_a_result_from_before_the_relaxation_is_re_run_without_it():
+    from ram_core.motion.recombine import recorded_motion_config
+
+    old = {"config": {"predictor": {"damping": 0.9, "transl_damping": 0.9}}}
+    predictor, _ = recorded_motion_config(old)
+    assert predictor.relax_frames == 0.0 and predictor.damping == 0.9
+    current = {"config": {"predictor": dataclasses.asdict(PredictorConfig())}}
+    assert recorded_motion_config(current)[0] == PredictorConfig()

@@ -38,7 +38,9 @@ import numpy as np
 from ram_core.body.rotations import slerp_axis_angle
 from ram_core.motion.predictor import (
     PredictorConfig,
+    relax_fraction,
     rotation_step_quaternions,
+    usual_poses,
     velocity_frames,
 )
 
@@ -241,6 +243,15 @@ def combine_tracks(
     )
     gate = np.where(usable, gate, 0.0)
     clean_transl = np.where(usable[:, None], recon_transl, 0.0)
+    # Each row's usual pose (the Predictor's relaxation target), within its own track.
+    usual_planes = None
+    if relax_fraction(config) > 0.0:
+        track_start = np.zeros(R, dtype=np.int64)
+        for start, stop in zip(starts, stops, strict=True):
+            track_start[start:stop] = start
+        clean_pose = np.where(usable[:, None, None], recon_pose, 0.0)
+        usual = usual_poses(clean_pose, usable, config.usual_pose_frames, track_start)
+        usual_planes = usual.transpose(2, 0, 1)
     outputs = pose, transl, pred_pose, pred_transl = (
         np.zeros_like(recon_pose),
         np.zeros((R, 3)),
@@ -267,7 +278,7 @@ def combine_tracks(
         batch = order[i : i + count]
         rows, inside = _batch_rows(first[batch], spans[batch])
         _combine_translation(clean_transl, gate, usable, rows, inside, config, outputs)
-        _combine_rotation(pose_planes, gate, usable, rows, inside, config, outputs)
+        _combine_rotation(pose_planes, usual_planes, gate, usable, rows, inside, config, outputs)
         i += count
     # Exactly the prediction where g = 0 and the reconstruction where g = 1.
     covered = np.zeros(R + 1, dtype=np.int64)
@@ -381,6 +392,7 @@ def _combine_translation(
 
 def _combine_rotation(
     pose_planes: np.ndarray,
+    usual_planes: np.ndarray | None,
     gate: np.ndarray,
     usable: np.ndarray,
     rows: np.ndarray,
@@ -396,6 +408,9 @@ def _combine_rotation(
 
     The slerp is the one of ``rotations.slerp_axis_angle`` (shorter arc; g = 0 and g = 1
     are made exact afterwards, by ``combine_tracks``); its weights come from tan, not sin.
+    While a person is hidden (two or more frames after the last usable one) the predicted
+    body joints move toward the usual pose at that last frame (``usual_planes``, (3, R, J)
+    axis-angle; None: no relaxation), as ``predictor.relax_toward`` moves them.
     """
     L, n = rows.shape
     J = pose_planes.shape[2]
@@ -409,6 +424,15 @@ def _combine_rotation(
     pick = (np.arange(4)[None, :, None], np.arange(n)[None, None, :])
     gap = np.where(before >= 0, last - before, 0)[..., None]
     ahead = (np.arange(L)[:, None] - last)[..., None]
+    # The relaxation toward the usual pose: its weight per frame and track (joint 0, the
+    # global orientation, keeps its own motion), and the rows whose usual pose it targets.
+    relax_w = np.zeros((L, n))
+    if usual_planes is not None:
+        relax_w = np.where((last >= 0) & (ahead[..., 0] >= 2), relax_fraction(config), 0.0)
+    relaxing = relax_w.any(axis=1)
+    usual_rows = rows[np.maximum(last, 0), np.arange(n)[None, :]]
+    joint_weight = np.ones(J)
+    joint_weight[0] = 0.0
     last = np.maximum(last, 0)[:, None, :]
     before = np.maximum(before, 0)[:, None, :]
 
@@ -428,6 +452,8 @@ def _combine_rotation(
     sign = _LEFT_PRODUCT_SIGN[:, None, None]
     combined_buf = np.empty((chunk, 4, n, J))
     predicted_buf = np.empty((chunk, 4, n, J))
+    usual_buf = np.empty((chunk, 4, n, J))
+    relax = np.empty((n, J))
     einsum, absolute, minimum, arccos = np.einsum, np.abs, np.minimum, np.arccos
     multiply, tan, add, divide, copysign = np.multiply, np.tan, np.add, np.divide, np.copysign
     take = np.take
@@ -448,6 +474,11 @@ def _combine_rotation(
         )
         combined = combined_buf[:K]
         predicted = predicted_buf[:K]
+        usual_q = usual_buf[:K]
+        if usual_planes is not None and relaxing[c0:c1].any():
+            _axis_angle_to_quaternion_planes(
+                usual_planes[:, usual_rows[c0:c1]], usual_q.transpose(1, 0, 2, 3)
+            )
         for k in range(K):
             rec = recon[c0 + k]
             if c0 + k == 0:
@@ -457,6 +488,13 @@ def _combine_rotation(
             take(state, _LEFT_PRODUCT_INDEX, axis=0, out=left)
             multiply(left, sign, out=left)
             pred = einsum("cbnj,bnj->cnj", left4, step[k], out=predicted[k])
+            if relaxing[c0 + k]:
+                # The normalised lerp toward the usual pose, on the shorter arc.
+                np.outer(relax_w[c0 + k], joint_weight, out=relax)
+                copysign(relax, einsum("cnj,cnj->nj", pred, usual_q[k]), out=relax)
+                multiply(pred, 1.0 - absolute(relax), out=pred)
+                add(pred, multiply(usual_q[k], relax, out=blend), out=pred)
+                divide(pred, np.sqrt(einsum("cnj,cnj->nj", pred, pred)), out=pred)
             dot = einsum("cnj,cnj->nj", pred, rec)
             absolute(dot, out=omega)
             minimum(omega, _BELOW_ONE, out=omega)

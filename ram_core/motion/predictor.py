@@ -9,6 +9,12 @@ For every frame t the prediction uses only frames before t whose observation is 
   next frame moves by the full velocity, which then decays geometrically by the
   ``damping`` d each frame (d = 1: constant velocity, s_k = k). With one valid frame so far
   it holds that frame.
+- the longer a person stays hidden, the more their body joints (not the global
+  orientation) relax toward their usual pose: the mean of the valid frames among the
+  ``usual_pose_frames`` up to b. From the second frame after b on, each frame's prediction
+  is moved a fraction 1 - exp(-1 / ``relax_frames``) of the way there (a normalised lerp of
+  quaternions on the shorter arc), so it is mostly there after a few ``relax_frames``.
+  Where the phase of a walk or a gesture is unknown, the usual pose is the better guess.
 - root translation: a constant-velocity Kalman filter per axis (state: position and
   velocity, white-noise acceleration), updated at valid frames; while coasting through
   invalid frames its velocity decays by ``transl_damping`` each frame.
@@ -30,7 +36,11 @@ from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 class PredictorConfig:
     """Settings of the Predictor (per-frame units).
 
-    damping: per-frame decay of the angular velocity while extrapolating (1 = none).
+    damping: per-frame decay of the angular velocity while extrapolating (1 = none; 0, the
+        default, moves one frame on and then holds). Measured on the lite reconstructions
+        of the first benchmark scene set (benchmarks/bench_predictor.py): the velocity of
+        two noisy frames carried further makes the pose worse than holding it, at every
+        time hidden (0.9 gave 44-100% more joint error than holding).
     max_angular_speed: cap on a joint's estimated speed, rad/frame; a faster change between
         two observations is more likely a reconstruction flip than motion.
     max_velocity_gap: the two valid frames that give the velocity may be at most this many
@@ -41,17 +51,26 @@ class PredictorConfig:
     transl_meas_std_m: the Kalman filter's measurement noise, m (the lite backend's depth is
         good to a few cm).
     transl_init_speed_std_m: prior spread of the root speed at a track's first frame, m/frame.
+    relax_frames: frames over which a hidden person's body joints relax toward their usual
+        pose (the time constant; 0 = never). Chosen with usual_pose_frames on the same
+        benchmark: 12 and 48 beat holding the last pose at 0.25, 0.5, 1 and 2 s hidden.
+    usual_pose_frames: the frames (up to the last valid one) whose valid poses are averaged
+        into the usual pose.
     """
 
-    damping: float = 0.9
+    damping: float = 0.0
     max_angular_speed: float = 0.35
     max_velocity_gap: int = 5
     transl_damping: float = 0.9
     transl_accel_std_m: float = 0.005
     transl_meas_std_m: float = 0.03
     transl_init_speed_std_m: float = 0.05
+    relax_frames: float = 12.0
+    usual_pose_frames: int = 48
 
     def __post_init__(self) -> None:
+        if self.relax_frames < 0.0 or self.usual_pose_frames < 1:
+            raise ValueError("predictor relax_frames must be >= 0 and usual_pose_frames >= 1")
         if not 0.0 <= self.damping <= 1.0 or not 0.0 <= self.transl_damping <= 1.0:
             raise ValueError("predictor damping values must lie in [0, 1]")
         if self.max_angular_speed <= 0.0 or self.max_velocity_gap < 1:
@@ -100,6 +119,41 @@ def _damped_horizon(k: np.ndarray, damping: float) -> np.ndarray:
     if damping >= 1.0:
         return k
     return (1.0 - damping**k) / (1.0 - damping)
+
+
+def relax_fraction(config: PredictorConfig) -> float:
+    """How far one hidden frame moves the body joints toward the usual pose, in [0, 1)."""
+    return 0.0 if config.relax_frames <= 0.0 else float(-np.expm1(-1.0 / config.relax_frames))
+
+
+def usual_poses(
+    pose_aa: np.ndarray,
+    valid: np.ndarray,
+    window: int,
+    track_start: np.ndarray | None = None,
+) -> np.ndarray:
+    """For each row t, the mean axis-angle of the valid rows among the ``window`` rows up
+    to t (not before ``track_start[t]``, the first row of its track; default 0); zero where
+    there is none. (T, J, 3), (T,) -> (T, J, 3). Joint rotations of one person stay within
+    a small part of SO(3), where the mean of axis-angles is a fair mean rotation.
+    """
+    T = valid.shape[0]
+    sums = np.zeros((T + 1, *pose_aa.shape[1:]))
+    np.cumsum(np.where(valid[:, None, None], pose_aa, 0.0), axis=0, out=sums[1:])
+    counts = np.concatenate([[0.0], np.cumsum(valid, dtype=np.float64)])
+    upto = np.arange(1, T + 1)
+    lower = np.maximum(upto - window, 0 if track_start is None else track_start)
+    count = counts[upto] - counts[lower]
+    return (sums[upto] - sums[lower]) / np.maximum(count, 1.0)[:, None, None]
+
+
+def relax_toward(q: np.ndarray, usual: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The normalised lerp of unit quaternions q toward ``usual`` on the shorter arc, by
+    ``weight``: (..., 4), (..., 4), (...) -> (..., 4)."""
+    dot = np.sum(q * usual, axis=-1)
+    w = np.copysign(weight, dot)[..., None]
+    moved = q * (1.0 - np.abs(w)) + usual * w
+    return moved / np.linalg.norm(moved, axis=-1, keepdims=True)
 
 
 def _fill_before_first(pred_pose, pred_transl, pose_aa, transl, valid):
@@ -155,7 +209,8 @@ def _rotation_velocity(
 def predict_rotations(
     pose_aa: np.ndarray, valid: np.ndarray, config: PredictorConfig
 ) -> np.ndarray:
-    """Damped constant angular velocity per joint. (T, J, 3), (T,) -> (T, J, 3).
+    """Damped constant angular velocity per joint, relaxing toward the usual pose while
+    hidden (module docstring). (T, J, 3), (T,) -> (T, J, 3).
 
     Frames with no valid frame before them are left at zero (the caller fills them).
     """
@@ -169,6 +224,45 @@ def predict_rotations(
     horizon = _damped_horizon(np.arange(T) - last, config.damping)
     step = velocity * horizon[:, None, None]
     out[has_last] = matrix_to_axis_angle(R_last @ axis_angle_to_matrix(step))[has_last]
+    fraction = relax_fraction(config)
+    if fraction > 0.0:
+        out = _relax_hidden(out, pose_aa, valid, last, velocity, config, fraction)
+    return out
+
+
+def _relax_hidden(
+    extrapolated: np.ndarray,
+    pose_aa: np.ndarray,
+    valid: np.ndarray,
+    last: np.ndarray,
+    velocity: np.ndarray,
+    config: PredictorConfig,
+    fraction: float,
+) -> np.ndarray:
+    """The prediction k >= 2 frames after the last valid one, made as the Combiner's
+    recursion makes it: frame t-1's prediction, moved by the damped velocity, relaxed."""
+    from ram_core.body.rotations import (
+        axis_angle_to_quaternion,
+        quaternion_multiply,
+        quaternion_to_axis_angle,
+    )
+
+    T = valid.shape[0]
+    ahead = np.arange(T) - last
+    usual = axis_angle_to_quaternion(
+        usual_poses(pose_aa, valid, config.usual_pose_frames)[np.maximum(last, 0)]
+    )
+    step = velocity * (config.damping ** np.maximum(ahead - 1, 0))[:, None, None]
+    weight = np.full(pose_aa.shape[1], fraction)
+    weight[0] = 0.0  # the global orientation keeps its own motion
+    out = extrapolated.copy()
+    q = axis_angle_to_quaternion(out)
+    for k in range(2, int(ahead[last >= 0].max(initial=0)) + 1):
+        frames = np.flatnonzero((last >= 0) & (ahead == k))
+        moved = quaternion_multiply(q[frames - 1], axis_angle_to_quaternion(step[frames]))
+        q[frames] = relax_toward(moved, usual[frames], weight)
+    hidden = (last >= 0) & (ahead >= 2)
+    out[hidden] = quaternion_to_axis_angle(q[hidden])
     return out
 
 

@@ -35,8 +35,12 @@ def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, C
     config = manifest.get("config") or {}
     if not isinstance(config, dict):
         raise ResultFormatError("The manifest's config is not a mapping of sections.")
+    recorded = config.get("predictor")
+    if isinstance(recorded, dict) and "relax_frames" not in recorded:
+        # Made before the Predictor relaxed hidden people: a re-run continues that run.
+        recorded = {**recorded, "relax_frames": 0.0}
     try:
-        predictor = section_from_mapping(PredictorConfig, config.get("predictor"), "predictor")
+        predictor = section_from_mapping(PredictorConfig, recorded, "predictor")
         combiner = section_from_mapping(CombinerConfig, config.get("combiner"), "combiner")
     except (TypeError, ValueError) as exc:
         raise ResultFormatError(f"The manifest's motion settings cannot be used: {exc}") from exc

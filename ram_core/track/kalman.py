@@ -92,6 +92,25 @@ def update(
     return new_mean, 0.5 * (new_cov + new_cov.T)
 
 
+def coast(
+    mean: np.ndarray, cov: np.ndarray, velocity_decay: float, extra_position_std: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of a person nobody sees: the velocity decays, the position spreads.
+
+    The velocity (and its covariance rows and columns) is scaled by ``velocity_decay``; the
+    centre's variance grows by ``(extra_position_std * h)**2`` in x and y.
+    """
+    mean = mean.copy()
+    mean[4:6] *= velocity_decay
+    scale = np.ones(STATE_DIM)
+    scale[4:6] = velocity_decay
+    cov = cov * np.outer(scale, scale)
+    spread = (extra_position_std * mean[3]) ** 2
+    cov[0, 0] += spread
+    cov[1, 1] += spread
+    return mean, cov
+
+
 def position_distance(mean: np.ndarray, cov: np.ndarray, centres_xy: np.ndarray) -> np.ndarray:
     """Squared Mahalanobis distance of box centres (M, 2) to the predicted centre: (M,).
 

@@ -88,10 +88,21 @@ class SegFollowConfig:
     newcomer is not always found)."""
     max_age: int = 50
     """Frames without the person before a track ends (PHALP's max_age)."""
+    hidden_velocity_decay: float = 1.0
+    """Each frame a person stays hidden, the Kalman velocity is multiplied by this (1: kept).
+    On the tuning scenes (camera_pan, crossing, hidden_person) any decay lost: 0.95 turned
+    hidden_person's MOTA from 94.5% to 72.4% with 5 ID switches (its hidden walker keeps
+    going behind the person in front), 0.99 lost 0.2 points; so the velocity is kept and
+    the time hidden widens the gate instead (``hidden_position_std``)."""
+    hidden_position_std: float = 0.05
+    """Each frame a person stays hidden, the Kalman position spread (std, in box heights)
+    grows by this on top of the motion model's own, so the gate that re-finds them widens
+    with the time hidden (it is never dropped). Tuning scenes: mean MOTA 94.5% -> 94.8%,
+    IDF1 97.2% -> 97.4%; 0.1 with a 0.98 decay gave 94.3% / 97.2%."""
     birth_min_score: float = 0.5
     """Detector score a new person needs."""
-    birth_min_size_px: tuple[float, float] = (25.0, 50.0)
-    """Smallest box (w, h) a new person may have."""
+    birth_min_size_px: tuple[float, float] = (8.0, 32.0)
+    """Smallest box (w, h) a new person may have (the lite detector's own minimum)."""
     birth_max_covered: float = 0.5
     """A detection may start a track only if less than this of its mask lies in others'."""
     birth_lost_iou: float = 0.3
@@ -111,6 +122,8 @@ class SegFollowConfig:
             raise ValueError("tau_kf >= 0, n_init >= 1 and max_age >= 1 are required")
         if self.tentative_max_misses < 0:
             raise ValueError("tentative_max_misses must be >= 0")
+        if not 0.0 <= self.hidden_velocity_decay <= 1.0 or self.hidden_position_std < 0:
+            raise ValueError("need 0 <= hidden_velocity_decay <= 1 and hidden_position_std >= 0")
 
     @property
     def confirmation_delay(self) -> int:
@@ -429,6 +442,12 @@ class SegFollow:
         # A hidden person keeps moving but does not keep growing or shrinking: the size
         # velocity learnt while they disappeared behind someone would only shrink the box.
         track.mean[6:8] = 0.0
+        track.mean, track.cov = kalman.coast(
+            track.mean,
+            track.cov,
+            self.config.hidden_velocity_decay,
+            self.config.hidden_position_std,
+        )
         return coasting_frame(track.track_id, frame_index, track.predicted_box)
 
     def _remove_ended(self) -> None:
