@@ -97,7 +97,9 @@ def evaluate(tracks, fps: float, variants: dict) -> dict[str, dict[float, list[f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", default=str(ROOT / "benchmarks" / "scenes"))
+    parser.add_argument("--frames", type=int, help="only the first N frames of each scene")
     args = parser.parse_args()
+    results = RESULTS
 
     from ram_core.config import PipelineConfig, RunConfig
     from ram_core.eval.bench_scenes import list_scenes, load_scene
@@ -122,7 +124,7 @@ def main() -> None:
             config = RunConfig(
                 pipeline=PipelineConfig(preview=False, focal_px=float(scene.gt.K[0, 0]))
             )
-            run_pipeline(scene.video_path, out, backend="lite", config=config)
+            run_pipeline(scene.video_path, out, backend="lite", end=args.frames, config=config)
             errors = evaluate(track_motions(load_result(out)), scene.fps, variants)
             for name, by_length in errors.items():
                 for seconds, values in by_length.items():
@@ -149,13 +151,13 @@ def main() -> None:
     counts = " | ".join(str(len(totals["hold"].get(s, []))) for s in LENGTHS_S)
     lines += [f"| stretches | {counts} |", ""]
     table = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "predictor.md").write_text(table)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "predictor.md").write_text(table)
     print(table)
-    _plot(totals)
+    _plot(totals, results)
 
 
-def _plot(totals: dict[str, dict[float, list[float]]]) -> None:
+def _plot(totals: dict[str, dict[float, list[float]]], results: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +172,7 @@ def _plot(totals: dict[str, dict[float, list[float]]]) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(RESULTS / "predictor.png", dpi=110)
+    figure.savefig(results / "predictor.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,9 @@ def fps(frames: int, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=100, help="the short run (long: 4x)")
     args = parser.parse_args()
+    short_n, long_n = args.frames, 4 * args.frames
     if args.worker:
         video, out, end, detector = args.worker
         _worker(video, out, int(end), detector)
@@ -116,13 +118,13 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        print("running: 100 frames ...", file=sys.stderr)
-        short = run_in_fresh_process(clip, tmp / "short.ram", 100, {})
+        print(f"running: {short_n} frames ...", file=sys.stderr)
+        short = run_in_fresh_process(clip, tmp / "short.ram", short_n, {})
         shutil.copy(tmp / "short.ram" / "preview.png", RESULTS / "real_clip.png")
-        print("running: 400 frames ...", file=sys.stderr)
-        long = run_in_fresh_process(clip, tmp / "long.ram", 400, {})
-        print("running: 100 frames, PHALP's minimum box ...", file=sys.stderr)
-        phalp = run_in_fresh_process(clip, tmp / "phalp.ram", 100, PHALP_DETECTOR)
+        print(f"running: {long_n} frames ...", file=sys.stderr)
+        long = run_in_fresh_process(clip, tmp / "long.ram", long_n, {})
+        print(f"running: {short_n} frames, PHALP's minimum box ...", file=sys.stderr)
+        phalp = run_in_fresh_process(clip, tmp / "phalp.ram", short_n, PHALP_DETECTOR)
 
     stages = short["timings"]["stages"]
     total = short["timings"]["total"]
@@ -134,7 +136,7 @@ def main() -> None:
         f"`{DEBIAN_PACKAGE}`), 768 x 576 at 10 frames/s, about eight walkers 40-100 px "
         "tall. Reproduce: `.venv/bin/python benchmarks/bench_real_clip.py`.",
         "",
-        "## Per stage, first 100 frames (detector every 5 frames)",
+        f"## Per stage, first {short_n} frames (detector every 5 frames)",
         "",
         "| stage | seconds | frames/s | share of the run |",
         "|---|---:|---:|---:|",
@@ -143,32 +145,32 @@ def main() -> None:
         if stage in stages:
             seconds = stages[stage]
             lines.append(
-                f"| {stage} | {seconds:.2f} | {fps(100, seconds)} | "
+                f"| {stage} | {seconds:.2f} | {fps(short_n, seconds)} | "
                 f"{100 * seconds / total:.0f}% |"
             )
     lines += [
-        f"| **whole pipeline** | {total:.2f} | {fps(100, total)} | |",
+        f"| **whole pipeline** | {total:.2f} | {fps(short_n, total)} | |",
         "",
         "## Memory against length (fresh process each)",
         "",
         "| frames | tracks | person-frames | seconds | frames/s | peak RSS (MB) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for frames, run in ((100, short), (400, long)):
+    for frames, run in ((short_n, short), (long_n, long)):
         lines.append(
             f"| {frames} | {run['tracks']} | {run['person_frames']} | "
             f"{run['timings']['total']:.1f} | {fps(frames, run['timings']['total'])} | "
             f"{run['peak_mb']:.0f} |"
         )
     lines += [
-        f"| **400 / 100** | | | | | **{long['peak_mb'] / short['peak_mb']:.2f}x** |",
+        f"| **{long_n} / {short_n}** | | | | | **{long['peak_mb'] / short['peak_mb']:.2f}x** |",
         "",
-        "## The detector's minimum box (first 100 frames, same run)",
+        f"## The detector's minimum box (first {short_n} frames, same run)",
         "",
         "| minimum box | tracks | person-frames | frames/s |",
         "|---|---:|---:|---:|",
         f"| PHALP's 50 x 100 px at 720p (40 x 80 px here), before | {phalp['tracks']} | "
-        f"{phalp['person_frames']} | {fps(100, phalp['timings']['total'])} |",
+        f"{phalp['person_frames']} | {fps(short_n, phalp['timings']['total'])} |",
         f"| 8 x 32 px in any frame, now | {short['tracks']} | {short['person_frames']} | "
         f"{fps(100, total)} |",
         "",

@@ -159,6 +159,23 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
         ),
         Benchmark(
+            "predictor",
+            "The Predictor against holding the last pose, by time hidden",
+            [str(PYTHON), "benchmarks/bench_predictor.py"],
+            ["--frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "predictor.md"],
+            [RESULTS / "predictor.png"],
+            required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
+        ),
+        Benchmark(
+            "real_clip",
+            "The lite pipeline on a real street clip (OpenCV's vtest.avi from Debian)",
+            [str(PYTHON), "benchmarks/bench_real_clip.py"],
+            ["--frames", str(QUICK_CLIP_FRAMES)],
+            [RESULTS / "real_clip.md"],
+            [RESULTS / "real_clip.png"],
+        ),
+        Benchmark(
             "camera_motion",
             "A turning camera's rotations and focal length against synthetic truth",
             [str(PYTHON), "benchmarks/bench_camera_motion.py"],
@@ -456,6 +473,33 @@ def _camera_motion_headlines(folder: Path) -> list[str]:
     ]
 
 
+def _predictor_headlines(folder: Path) -> list[str]:
+    path = folder / "predictor.md"
+    hold = _search(path, r"\| hold \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|")
+    ours = _search(path, r"\| current Predictor \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|")
+    if not (hold and ours):
+        return []
+    pairs = ", ".join(f"{ours[i]} / {hold[i]}" for i in range(1, 5))
+    return [
+        f"Predictor against holding the last pose, hidden 0.25 / 0.5 / 1 / 2 s: joint error "
+        f"**{pairs} mm**."
+    ]
+
+
+def _real_clip_headlines(folder: Path) -> list[str]:
+    path = folder / "real_clip.md"
+    speed = _search(path, r"\*\*whole pipeline\*\* \| [\d.]+ \| ([\d.]+) \|")
+    memory = _search(path, r"\*\*(\d+) / (\d+)\*\* \| \| \| \| \| \*\*([\d.]+)x\*\*")
+    lines = []
+    if speed:
+        lines.append(f"Lite pipeline on a real 768x576 street clip: **{speed[1]} frames/s**.")
+    if memory:
+        lines.append(
+            f"Real clip, {memory[1]} against {memory[2]} frames: **{memory[3]}x** the peak memory."
+        )
+    return lines
+
+
 def _sam2_headlines(folder: Path) -> list[str]:
     found = _search(folder / "sam2_segfollow.md", r"\*\*SegFollow logic\*\*.*?\*\*([\d.]+%)\*\*")
     return [f"SegFollow's own logic on SAM2: **{found[1]}** of a step."] if found else []
@@ -505,6 +549,8 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "world": _world_headlines,
     "feet": _feet_headlines,
     "camera_motion": _camera_motion_headlines,
+    "predictor": _predictor_headlines,
+    "real_clip": _real_clip_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
 
