@@ -169,10 +169,12 @@ def test_table_row_markdown_and_mean(hand_scene):
     assert document["results"][0]["row"]["hidden_mpjpe_mm"] is None
     text = format_report(document)
     full_rows = [line for line in text.splitlines() if line.startswith("| full |")]
-    assert len(full_rows) == 2  # the scene's table and the mean
+    assert len(full_rows) == 3  # the scene's table, the mean and the recall by height
     cells = [c.strip() for c in full_rows[0].strip("|").split("|")]
-    assert cells == ["full", "57.1%", "71.4%", "1", "0.970", f"{one.pose.mpjpe_mm:.1f}", "0.0",
-                     "n/a", "2.0"]  # fmt: skip
+    recall = f"{100 * one.mot.recall:.1f}%"
+    assert cells == ["full", "57.1%", "71.4%", "1", recall, "0.970",
+                     f"{one.pose.mpjpe_mm:.1f}", "0.0", "n/a", "2.0"]  # fmt: skip
+    assert "### Recall by person height" in text
     assert "### tiny (4 frames, 2 people)" in text and "Machine: test machine" in text
 
 
@@ -434,3 +436,20 @@ def test_eval_bench_on_the_demo_clip(tmp_path, capsys):
     assert no_predictor["mot"] == full["mot"]
     assert full["pose"]["hidden_frames"] > 5
     assert no_predictor["row"]["hidden_mpjpe_mm"] != full["row"]["hidden_mpjpe_mm"]
+
+
+def test_recall_by_height_counts_each_visible_person_once_per_frame(hand_scene):
+    from ram_core.eval.ablations import HEIGHT_BINS_PX
+
+    score = score_result(hand_tracks(hand_scene), hand_scene, BenchSettings(), "full", 2.0)
+    pairs = score.recall_by_height
+    assert len(pairs) == len(HEIGHT_BINS_PX)
+    # Counted: person 1 in 4 frames, person 2 in frames 0-2; found: person 1 in all four
+    # (tracks 7 and 9), person 2 in frames 0-1.
+    assert sum(total for _, total in pairs) == 7
+    assert sum(found for found, _ in pairs) == 6
+    heights = hand_scene.gt.box_full_xyxy[..., 3] - hand_scene.gt.box_full_xyxy[..., 1]
+    (low, high), (found, total) = next(
+        (b, p) for b, p in zip(HEIGHT_BINS_PX, pairs, strict=True) if p[1]
+    )
+    assert low <= heights.min() and heights.max() < high and (found, total) == (6, 7)

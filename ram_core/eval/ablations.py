@@ -277,6 +277,16 @@ class PoseScore:
     hidden_frames: int
 
 
+# Person heights (full box, pixels) the recall is broken down by: [low, high).
+HEIGHT_BINS_PX: tuple[tuple[float, float], ...] = (
+    (0.0, 40.0), (40.0, 80.0), (80.0, 160.0), (160.0, math.inf),
+)  # fmt: skip
+
+
+def height_bin_label(low: float, high: float) -> str:
+    return f"{low:g}+ px" if math.isinf(high) else f"{low:g}-{high:g} px"
+
+
 @dataclass(frozen=True)
 class SceneScore:
     """One variant on one scene."""
@@ -287,6 +297,8 @@ class SceneScore:
     seconds: float
     mot: MotMetrics
     pose: PoseScore
+    # Per HEIGHT_BINS_PX: (people found, people counted) over the scene's frames.
+    recall_by_height: tuple[tuple[int, int], ...] = ()
 
     @property
     def fps(self) -> float:
@@ -421,6 +433,37 @@ def score_tracking(
     return evaluate_mot(gt_boxes, pred_boxes, iou_threshold)
 
 
+def recall_by_height(
+    tracks: Mapping[str, np.ndarray],
+    gt: SceneGroundTruth,
+    frames: int,
+    min_visible_fraction: float = 0.5,
+    iou_threshold: float = 0.5,
+) -> tuple[tuple[int, int], ...]:
+    """Per HEIGHT_BINS_PX, (found, counted): people at least ``min_visible_fraction``
+    visible, counted by the height of their full box in the image, found when a row of the
+    result pairs with them (one to one per frame, box IoU >= ``iou_threshold``)."""
+    full = clip_box(gt.box_full_xyxy, gt.width, gt.height)
+    heights = full[..., 3] - full[..., 1]
+    counted = gt.in_frame[:frames] & (gt.visible_fraction[:frames] >= min_visible_fraction)
+    found = np.zeros_like(counted)
+    frame_col = np.asarray(tracks["frame"])
+    for frame in np.unique(frame_col[frame_col < frames]):
+        people = np.flatnonzero(counted[frame])
+        if people.size == 0:
+            continue
+        rows = np.flatnonzero(frame_col == frame)
+        iou = iou_matrix(tracks["box_xyxy"][rows], full[frame, people])
+        for r, c in zip(*linear_sum_assignment(-iou), strict=True):
+            if iou[r, c] >= iou_threshold:
+                found[frame, people[c]] = True
+    out = []
+    for low, high in HEIGHT_BINS_PX:
+        in_bin = counted & (heights[:frames] >= low) & (heights[:frames] < high)
+        out.append((int((found & in_bin).sum()), int(in_bin.sum())))
+    return tuple(out)
+
+
 def score_result(
     tracks: Mapping[str, np.ndarray],
     scene: BenchScene,
@@ -439,6 +482,9 @@ def score_result(
             tracks, scene.gt, frames, settings.min_visible_fraction, settings.iou_threshold
         ),
         pose=score_poses(tracks, scene.gt, frames, settings.iou_threshold),
+        recall_by_height=recall_by_height(
+            tracks, scene.gt, frames, settings.min_visible_fraction, settings.iou_threshold
+        ),
     )
 
 
@@ -456,6 +502,7 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("mota", "MOTA", "percent"),
     Column("idf1", "IDF1", "percent"),
     Column("id_switches", "ID sw.", "count"),
+    Column("recall", "Recall", "percent"),
     Column("motp_iou", "MOTP (IoU)", "fraction"),
     Column("mpjpe_mm", "MPJPE (mm)", "mm"),
     Column("pa_mpjpe_mm", "PA-MPJPE (mm)", "mm"),
@@ -470,6 +517,7 @@ def table_row(score: SceneScore) -> dict[str, float]:
         "mota": score.mot.mota,
         "idf1": score.mot.idf1,
         "id_switches": float(score.mot.num_switches),
+        "recall": score.mot.recall,
         "motp_iou": score.mot.motp_iou,
         "mpjpe_mm": score.pose.mpjpe_mm,
         "pa_mpjpe_mm": score.pose.pa_mpjpe_mm,
@@ -553,8 +601,12 @@ def report_document(
                 "row": _json_dict(table_row(s)),
                 "mot": _json_dict(s.mot.as_dict()),
                 "pose": _json_dict(dataclasses.asdict(s.pose)),
+                "recall_by_height": [list(pair) for pair in s.recall_by_height],
             }
             for s in scores
+        ],
+        "height_bins_px": [
+            [low, None if math.isinf(high) else high] for low, high in HEIGHT_BINS_PX
         ],
         "mean": [
             {"variant": variant, "row": _json_dict(row)}
@@ -622,8 +674,38 @@ def format_report(document: Mapping[str, Any]) -> str:
         f"### Mean over {len(document['scenes'])} scene(s)",
         "",
         *_markdown_table([(m["variant"], m["row"]) for m in document["mean"]]),
+        *_height_table(document),
     ]
     return "\n".join(lines)
+
+
+def _height_table(document: Mapping[str, Any]) -> list[str]:
+    """Recall by person height, every scene pooled, one row per variant."""
+    bins = document.get("height_bins_px") or []
+    pooled: dict[str, np.ndarray] = {}
+    for result in document["results"]:
+        pairs = result.get("recall_by_height") or []
+        if len(pairs) != len(bins):
+            continue
+        total = pooled.setdefault(result["variant"], np.zeros((len(bins), 2), dtype=np.int64))
+        total += np.asarray(pairs, dtype=np.int64)
+    if not pooled:
+        return []
+    labels = [height_bin_label(low, math.inf if high is None else high) for low, high in bins]
+    lines = [
+        "",
+        "### Recall by person height (full box in the image; every scene pooled)",
+        "",
+        "| variant | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for variant, counts in pooled.items():
+        cells = " | ".join(
+            f"{100.0 * found / total:.1f}% ({total})" if total else "n/a"
+            for found, total in counts
+        )
+        lines.append(f"| {variant} | {cells} |")
+    return lines
 
 
 # --------------------------------------------------------------------------- running
