@@ -1,4 +1,5 @@
 import importlib.util
+import itertools
 import json
 import logging
 import sys
@@ -227,17 +228,33 @@ def test_min_box_size_is_absolute_by_default_and_can_scale_with_frame_height():
 
 
 def test_square_views_cover_a_wide_frame_with_overlap():
-    views = square_views(640, 360, DetectorConfig())
+    views = square_views(640, 360, DetectorConfig(ssd_small_tile_scale=0.0))
     assert views[0] == (0, 0, 640)  # the padded full frame
     tiles = views[1:]
     assert [t[2] for t in tiles] == [360, 360]
     assert tiles[0][0] == 0 and tiles[-1][0] + 360 == 640
     assert tiles[0][0] + 360 - tiles[1][0] >= 60  # neighbours overlap
-    tall = square_views(360, 1000, DetectorConfig(ssd_full_view=False))
+    tall = square_views(360, 1000, DetectorConfig(ssd_full_view=False, ssd_small_tile_scale=0))
     assert all(x0 == 0 and side == 360 for x0, _, side in tall)
     assert tall[-1][1] + 360 == 1000
-    square = square_views(500, 480, DetectorConfig(ssd_full_view=False))
+    square = square_views(500, 480, DetectorConfig(ssd_full_view=False, ssd_small_tile_scale=0))
     assert square == [(0, 0, 500)]  # near-square frames are not tiled
+
+
+def test_small_tiles_cover_the_frame_and_come_every_other_call():
+    config = DetectorConfig(ssd_small_tile_scale=0.75)
+    small = square_views(640, 360, config)[3:]
+    assert {side for _, _, side in small} == {270}
+    covered = np.zeros((360, 640), dtype=bool)
+    for x0, y0, side in small:
+        assert x0 >= 0 and x0 + side <= 640 and y0 >= 0 and y0 + side <= 360
+        covered[y0 : y0 + side, x0 : x0 + side] = True
+    assert covered.all()
+    xs = sorted({x0 for x0, _, _ in small})
+    assert all(a + 270 - b >= 0.25 * 270 for a, b in itertools.pairwise(xs))  # overlap
+    assert square_views(640, 360, config, small_tiles=False) == square_views(
+        640, 360, DetectorConfig(ssd_small_tile_scale=0.0)
+    )
 
 
 @pytest.mark.parametrize(

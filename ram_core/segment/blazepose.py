@@ -117,23 +117,29 @@ def refine_from_heatmap(points_input: np.ndarray, heatmap: np.ndarray) -> np.nda
     window around a landmark, the landmark moves to the confidence-weighted mean there.
     """
     hm_h, hm_w, count = heatmap.shape
+    count = min(count, len(points_input))
     refined = points_input.copy()
     offset = REFINE_KERNEL // 2
-    confidence = _sigmoid(heatmap)
-    for index in range(min(count, len(points_input))):
-        col = int(points_input[index, 0] / INPUT_SIZE * hm_w)
-        row = int(points_input[index, 1] / INPUT_SIZE * hm_h)
-        if not (0 <= col < hm_w and 0 <= row < hm_h):
-            continue
-        r0, r1 = max(0, row - offset), min(hm_h, row + offset + 1)
-        c0, c1 = max(0, col - offset), min(hm_w, col + offset + 1)
-        window = confidence[r0:r1, c0:c1, index]
-        if window.max() < REFINE_MIN_CONFIDENCE or window.sum() <= 0:
-            continue
-        rows, cols = np.mgrid[r0:r1, c0:c1]
-        total = window.sum()
-        refined[index, 0] = (cols * window).sum() / total / hm_w * INPUT_SIZE
-        refined[index, 1] = (rows * window).sum() / total / hm_h * INPUT_SIZE
+    # Every landmark's window at once: cells off the heatmap count as confidence 0.
+    cols = np.floor(points_input[:count, 0] / INPUT_SIZE * hm_w).astype(np.int64)
+    rows = np.floor(points_input[:count, 1] / INPUT_SIZE * hm_h).astype(np.int64)
+    inside = (cols >= 0) & (cols < hm_w) & (rows >= 0) & (rows < hm_h)
+    span = np.arange(-offset, offset + 1)
+    window_rows = rows[:, None, None] + span[None, :, None]  # (N, K, 1)
+    window_cols = cols[:, None, None] + span[None, None, :]  # (N, 1, K)
+    valid = (window_rows >= 0) & (window_rows < hm_h) & (window_cols >= 0) & (window_cols < hm_w)
+    logits = heatmap[
+        np.clip(window_rows, 0, hm_h - 1), np.clip(window_cols, 0, hm_w - 1),
+        np.arange(count)[:, None, None],
+    ]  # fmt: skip
+    window = np.where(valid, _sigmoid(logits), 0.0)  # (N, K, K)
+    total = window.sum(axis=(1, 2))
+    refine = inside & (window.max(axis=(1, 2)) >= REFINE_MIN_CONFIDENCE) & (total > 0)
+    safe = np.where(total > 0, total, 1.0)
+    mean_col = (window * window_cols).sum(axis=(1, 2)) / safe
+    mean_row = (window * window_rows).sum(axis=(1, 2)) / safe
+    refined[:count, 0] = np.where(refine, mean_col / hm_w * INPUT_SIZE, refined[:count, 0])
+    refined[:count, 1] = np.where(refine, mean_row / hm_h * INPUT_SIZE, refined[:count, 1])
     return refined
 
 
