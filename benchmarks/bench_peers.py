@@ -119,7 +119,10 @@ def main() -> None:
 
     ours_path = RESULTS / "ablations.json"
     ours = json.loads(ours_path.read_text()) if ours_path.is_file() else {"results": []}
-    ours_rows = {(r["scene"], r["variant"]): r["row"] for r in ours["results"]}
+    # Our figures are for whole scenes: with --frames they would not compare.
+    ours_rows = (
+        {} if args.frames else {(r["scene"], r["variant"]): r["row"] for r in ours["results"]}
+    )
     lines = [
         "# Our tracking against the `trackers` package, on the same detections",
         "",

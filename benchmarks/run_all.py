@@ -194,6 +194,14 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "ablations.png"],
             data=[ablations_json],
         ),
+        Benchmark(
+            "peers",
+            "Our tracking against SORT, ByteTrack, OC-SORT and BoT-SORT on the same detections",
+            [str(PYTHON), "benchmarks/bench_peers.py"],
+            ["--frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "peers.md"],
+            required_file=ROOT / ".venv-peers" / "bin" / "python",
+        ),
     ]
 
 

@@ -20,9 +20,11 @@ import contextlib
 import dataclasses
 import datetime
 import platform
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,10 +115,12 @@ class StageTimer:
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] += seconds
-        self.calls[stage] += 1
+        with self._lock:  # the reconstruction may run on a worker thread
+            self.seconds[stage] += seconds
+            self.calls[stage] += 1
 
 
 class _TimedSegmenter:
@@ -408,7 +412,7 @@ def _track(
     table = _TrackTable()
     confirmed: set[int] = set()
 
-    def release(held: _Pending) -> None:
+    def release(held: _Pending, confirmed: frozenset[int]) -> None:
         kept = [tf for tf in held.track_frames if tf.track_id in confirmed]
         observed = [tf for tf in kept if tf.observation is not None and not tf.occluded]
         bodies: dict[int, BodyEstimate | None] = {}
@@ -439,6 +443,49 @@ def _track(
         for track_id in held.ended:
             reconstructor.forget(track_id)
 
+    # Frames are released (reconstructed, masks written) on one worker thread, in order,
+    # while the next frame is segmented: LiteRT's interpreter and OpenCV let go of the
+    # interpreter lock, the IK's numpy holds it, so the two overlap on two cores.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-release")
+    released: deque[Future] = deque()
+
+    def release_later(held: _Pending) -> None:
+        released.append(worker.submit(release, held, frozenset(confirmed)))
+        while len(released) > 1 or (released and released[0].done()):
+            released.popleft().result()  # in order; re-raises what the worker raised
+
+    try:
+        live = _track_frames(
+            info, first, stop, parts, tracker, lag, config, timer, progress, pending,
+            confirmed, release_later,
+        )  # fmt: skip
+        while pending:
+            release_later(pending.popleft())
+        while released:
+            released.popleft().result()
+    finally:
+        worker.shutdown(wait=True, cancel_futures=True)
+    for track_id in sorted(live):
+        reconstructor.forget(track_id)
+    return table.columns()
+
+
+def _track_frames(
+    info: VideoInfo,
+    first: int,
+    stop: int,
+    parts: Backend,
+    tracker,
+    lag: int,
+    config: RunConfig,
+    timer: StageTimer,
+    progress: Progress,
+    pending: deque,
+    confirmed: set[int],
+    release: Callable[[Any], None],
+) -> set[int]:
+    """Detects and tracks every frame; hands each frame to ``release`` once its tracks are
+    known to be confirmed or not. Returns the tracks live at the end."""
     progress.stage("track", total=stop - first)
     live: set[int] = set()
     for frame in stream_frames(info, first, stop):
@@ -463,11 +510,7 @@ def _track(
         while len(pending) > lag:
             release(pending.popleft())
         progress.advance()
-    while pending:
-        release(pending.popleft())
-    for track_id in sorted(live):
-        reconstructor.forget(track_id)
-    return table.columns()
+    return live
 
 
 def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:

@@ -173,13 +173,12 @@ class PoseLandmarkModel:
     def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        from ram_core.io.quiet import native_stderr_hidden
-
-        with native_stderr_hidden():  # "Created TensorFlow Lite XNNPACK delegate" etc.
-            self._interpreter = Interpreter(
-                model_path=str(model_path), num_threads=num_threads or default_num_threads()
-            )
-            self._interpreter.allocate_tensors()
+        # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on the stderr descriptor;
+        # `ram-core run` hides it unless --verbose (ram_core.io.quiet).
+        self._interpreter = Interpreter(
+            model_path=str(model_path), num_threads=num_threads or default_num_threads()
+        )
+        self._interpreter.allocate_tensors()
         self._batch = 1
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
