@@ -136,7 +136,7 @@ def test_combine_track_follows_the_observation_when_reliable_and_handles_no_data
         recon_t,
         observed.astype(float),
         observed,
-        PredictorConfig(damping=1.0, transl_damping=1.0, relax_frames=0.0),
+        PredictorConfig(damping=1.0, transl_damping=1.0, relax_frames=0.0, max_velocity_gap=5),
     )
     np.testing.assert_allclose(pose, recon, atol=1e-9)
     # The Kalman velocity has nearly converged after ten frames.

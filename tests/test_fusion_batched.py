@@ -128,6 +128,7 @@ CONFIGS = [
             max_angular_speed=0.05,
             relax_frames=3.0,
             usual_pose_frames=5,
+            max_velocity_gap=5,
         ),
         CombinerConfig(reliability_midpoint=0.7, max_gate_step=0.05),
     ),

@@ -37,7 +37,7 @@ def test_constant_rate_rotation_is_extrapolated_exactly_without_damping():
     pose = np.repeat(matrix_to_axis_angle(frames)[:, None], 24, axis=1)
     transl = np.stack([0.01 * np.arange(T), np.zeros(T), 3.0 + 0.02 * np.arange(T)], axis=1)
     valid = np.arange(T) < 20  # predict 20 frames ahead from the first 20
-    config = PredictorConfig(damping=1.0, transl_damping=1.0, relax_frames=0.0)
+    config = PredictorConfig(damping=1.0, transl_damping=1.0, relax_frames=0.0, max_velocity_gap=5)
     pred_pose, pred_transl = predict_track(pose, transl, valid, config)
     error = axis_angle_distance(pred_pose, pose)
     assert error[2:].max() < 1e-9
@@ -53,7 +53,7 @@ def test_constant_angular_velocity_beats_hold_last_pose_in_a_gap_on_clean_motion
         valid = np.ones(120, dtype=bool)
         valid[start : start + length] = False
         gap = slice(start, start + length)
-        config = PredictorConfig(damping=0.9, relax_frames=0.0)
+        config = PredictorConfig(damping=0.9, relax_frames=0.0, max_velocity_gap=5)
         cav, cav_transl = predict_track(pose, transl, valid, config)
         hold, hold_transl = hold_last_pose(pose, transl, valid)
         cav_error = axis_angle_distance(cav[gap], pose[gap]).mean()
@@ -71,13 +71,17 @@ def test_damping_slows_the_extrapolation():
     pose[:, 0] = np.arange(T)[:, None] * rate
     valid = np.arange(T) < 10
     transl = np.zeros((T, 3))
-    damped, _ = predict_track(pose, transl, valid, PredictorConfig(damping=0.8, relax_frames=0))
+    damped, _ = predict_track(
+        pose, transl, valid, PredictorConfig(damping=0.8, relax_frames=0, max_velocity_gap=5)
+    )
     # Angle travelled k frames past the last valid frame: 0.05 * sum_{i<k} 0.8^i.
     travelled = np.linalg.norm(damped[-1, 0] - pose[9, 0])
     assert travelled == pytest.approx(0.05 * (1 - 0.8**20) / 0.2, rel=1e-6)
     np.testing.assert_allclose(damped[10, 0], pose[10, 0], atol=1e-12)  # first step: full
     # damping 0: one step at the measured velocity, then it stops.
-    stop, _ = predict_track(pose, transl, valid, PredictorConfig(damping=0.0, relax_frames=0))
+    stop, _ = predict_track(
+        pose, transl, valid, PredictorConfig(damping=0.0, relax_frames=0, max_velocity_gap=5)
+    )
     np.testing.assert_allclose(stop[10:], np.broadcast_to(pose[10], stop[10:].shape), atol=1e-12)
 
 
@@ -85,7 +89,7 @@ def test_prediction_steps_chain_to_the_prediction():
     pose, transl = _smooth_motion(40, seed=6)
     valid = np.ones(40, dtype=bool)
     valid[12:25] = False
-    config = PredictorConfig(damping=0.85, relax_frames=0.0)
+    config = PredictorConfig(damping=0.85, relax_frames=0.0, max_velocity_gap=5)
     pred, _ = predict_track(pose, transl, valid, config)
     rot_step, transl_step = prediction_steps(pose, transl, valid, config)
     R = axis_angle_to_matrix(pose[11])
@@ -139,7 +143,9 @@ def test_a_flip_between_observations_is_speed_capped():
     pose = np.zeros((12, 24, 3))
     pose[5, 0] = [np.pi - 0.01, 0.0, 0.0]  # a reconstruction that flipped for one frame
     valid = np.arange(12) <= 5
-    pred, _ = predict_track(pose, np.zeros((12, 3)), valid, PredictorConfig(damping=1.0))
+    pred, _ = predict_track(
+        pose, np.zeros((12, 3)), valid, PredictorConfig(damping=1.0, max_velocity_gap=5)
+    )
     step = axis_angle_distance(pred[6:7, 0], pose[5:6, 0])
     assert step[0] <= PredictorConfig().max_angular_speed + 1e-9
 

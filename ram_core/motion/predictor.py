@@ -36,15 +36,18 @@ from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 class PredictorConfig:
     """Settings of the Predictor (per-frame units).
 
-    damping: per-frame decay of the angular velocity while extrapolating (1 = none; 0, the
-        default, moves one frame on and then holds). Measured on the lite reconstructions
-        of the first benchmark scene set (benchmarks/bench_predictor.py): the velocity of
-        two noisy frames carried further makes the pose worse than holding it, at every
-        time hidden (0.9 gave 44-100% more joint error than holding).
+    damping: per-frame decay of the angular velocity while extrapolating (1 = none; 0 moves
+        one frame on and then holds).
     max_angular_speed: cap on a joint's estimated speed, rad/frame; a faster change between
         two observations is more likely a reconstruction flip than motion.
     max_velocity_gap: the two valid frames that give the velocity may be at most this many
-        frames apart; further apart the prediction holds the last pose.
+        frames apart; further apart the prediction holds the last pose. 0, the default:
+        joint rotations are never extrapolated (held, then relaxed). Measured on the lite
+        reconstructions of the first benchmark scene set (benchmarks/bench_predictor.py):
+        the angular velocity of two noisy frames makes the pose worse than holding it at
+        every time hidden (damping 0.9 gave 44-100% more joint error than holding; even a
+        single frame of it, damping 0, lost to holding at 0.25 s). With a cleaner
+        reconstruction (the full backend) a gap of 5 and damping 0.9 may pay.
     transl_damping: per-frame decay of the root velocity while coasting (1 = none).
     transl_accel_std_m: the Kalman filter's process noise, m/frame^2 (~ a few m/s^2 at
         30 fps).
@@ -60,7 +63,7 @@ class PredictorConfig:
 
     damping: float = 0.0
     max_angular_speed: float = 0.35
-    max_velocity_gap: int = 5
+    max_velocity_gap: int = 0
     transl_damping: float = 0.9
     transl_accel_std_m: float = 0.005
     transl_meas_std_m: float = 0.03
@@ -73,8 +76,8 @@ class PredictorConfig:
             raise ValueError("predictor relax_frames must be >= 0 and usual_pose_frames >= 1")
         if not 0.0 <= self.damping <= 1.0 or not 0.0 <= self.transl_damping <= 1.0:
             raise ValueError("predictor damping values must lie in [0, 1]")
-        if self.max_angular_speed <= 0.0 or self.max_velocity_gap < 1:
-            raise ValueError("predictor max_angular_speed must be > 0, max_velocity_gap >= 1")
+        if self.max_angular_speed <= 0.0 or self.max_velocity_gap < 0:
+            raise ValueError("predictor max_angular_speed must be > 0, max_velocity_gap >= 0")
         if (
             min(self.transl_accel_std_m, self.transl_meas_std_m, self.transl_init_speed_std_m)
             <= 0.0
