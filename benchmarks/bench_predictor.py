@@ -8,8 +8,10 @@ and Blender run) fills them. The error is the mean joint distance, pelvis-centre
 the filled pose and the reconstruction that was hidden, at L = 0.25, 0.5, 1 and 2 s.
 
 Variants, in the same run: hold the last pose; the Predictor as it was (constant angular
-velocity, damped by 0.9 a frame, no pull toward the track's usual pose); the Predictor with
-its current settings. Writes benchmarks/results/predictor.md and predictor.png.
+velocity from the last two valid frames up to 5 apart, damped by 0.9 a frame, no pull
+toward the track's usual pose); the Predictor with its current settings (no angular
+velocity, the body relaxing toward the usual pose).
+Writes benchmarks/results/predictor.md and predictor.png.
 
     .venv/bin/python benchmarks/bench_predictor.py [--scenes benchmarks/scenes]
 """
@@ -110,7 +112,7 @@ def main() -> None:
     current = PredictorConfig()
     variants = {
         "constant velocity, damped 0.9 (before)": dataclasses.replace(
-            current, damping=0.9, relax_frames=0.0
+            current, damping=0.9, max_velocity_gap=5, relax_frames=0.0
         ),
         "current Predictor": current,
     }

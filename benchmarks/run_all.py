@@ -487,10 +487,10 @@ def _predictor_headlines(folder: Path) -> list[str]:
     ours = _search(path, r"\| current Predictor \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|")
     if not (hold and ours):
         return []
-    pairs = ", ".join(f"{ours[i]} / {hold[i]}" for i in range(1, 5))
+    pairs = ", ".join(f"{ours[i]} vs {hold[i]}" for i in range(1, 5))
     return [
-        f"Predictor against holding the last pose, hidden 0.25 / 0.5 / 1 / 2 s: joint error "
-        f"**{pairs} mm**."
+        f"Joint error while hidden 0.25 / 0.5 / 1 / 2 s, the Predictor vs holding the last "
+        f"pose: **{pairs} mm**."
     ]
 
 
