@@ -49,7 +49,8 @@ from ram_core.motion.feet import (  # noqa: E402
 from ram_core.pipeline import run_pipeline  # noqa: E402
 
 ANKLES = [leg[2] for leg in LEG_JOINTS]
-HELD_OUT = ("enter_leave", "fast_motion", "hidden_pillar", "lookalike")
+# The scenes the contact thresholds were chosen on; every other scene is held out.
+TUNING = ("camera_pan", "crossing", "hidden_person")
 
 
 def joints_of(tracks: dict[str, np.ndarray]) -> np.ndarray:
@@ -227,7 +228,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows:
-        label = f"{name} (held out)" if name in HELD_OUT else name
+        label = name if name in TUNING else f"{name} (held out)"
         lines.append(
             f"| {label} | {r['rows']} | {r['contact']:.0%} | {r['precision']:.2f} "
             f"| {r['recall']:.2f} | {r['skate_before']:.1f} | {r['skate_after']:.1f} "
@@ -236,8 +237,8 @@ def main() -> None:
             f"| {r['ms_per_1000_rows']:.0f} |"
         )
     for label, chosen in (
-        ("tuning scenes", [r for n, r in rows if n not in HELD_OUT]),
-        ("held-out scenes", [r for n, r in rows if n in HELD_OUT]),
+        ("tuning scenes", [r for n, r in rows if n in TUNING]),
+        ("held-out scenes", [r for n, r in rows if n not in TUNING]),
     ):
         if chosen:
             lines.append(

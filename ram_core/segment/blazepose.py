@@ -67,9 +67,10 @@ class PoseRoi:
         return np.column_stack([linear, offset])
 
     def image_to_crop(self) -> np.ndarray:
-        """(2, 3) affine map from frame pixels to input pixels."""
+        """(2, 3) affine map from frame pixels to input pixels (the inverse of a scaled
+        rotation is its transpose over the scale)."""
         forward = self.crop_to_image()
-        inverse = np.linalg.inv(forward[:, :2])
+        inverse = forward[:, :2].T / (self.side / INPUT_SIZE) ** 2
         return np.column_stack([inverse, -inverse @ forward[:, 2]])
 
     def bounds(self, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -221,9 +222,10 @@ class PoseLandmarkModel:
             return results
         batch = np.empty((len(kept), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
         for slot, (index, roi, _) in enumerate(kept):
+            to_crop = roi.image_to_crop()
             crop = cv2.warpAffine(
                 rgb,
-                roi.image_to_crop(),
+                to_crop,
                 (INPUT_SIZE, INPUT_SIZE),
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT,
@@ -234,7 +236,7 @@ class PoseLandmarkModel:
                 x0, y0, x1, y1 = (float(v) for v in keep)
                 corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
                 inside = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
-                polygon = np.round(apply_affine(roi.image_to_crop(), corners)).astype(np.int32)
+                polygon = np.round(apply_affine(to_crop, corners)).astype(np.int32)
                 cv2.fillConvexPoly(inside, polygon, 1)
                 crop[inside == 0] = 0
             np.multiply(crop, 1.0 / 255.0, out=batch[slot], casting="unsafe")

@@ -55,8 +55,9 @@ _HUE_BINS, _SAT_BINS, _VALUE_BINS = 12, 3, 8
 _SAT_MIN = 40  # OpenCV HSV saturation (0..255) below which hue is noise
 _BLOCK_SIZES = (_HUE_BINS * _SAT_BINS, _VALUE_BINS) * 2
 APPEARANCE_DIM = sum(_BLOCK_SIZES)
-# Colour that replaces people already segmented in this frame (a neutral mid grey).
-_PAINT_OUT_RGB = (127, 127, 127)
+# Colour that replaces pixels of no concern (people already segmented in this frame, or
+# outside a person's mask): a neutral mid grey.
+NEUTRAL_GREY_RGB = (127, 127, 127)
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ class BlazePoseSegmenter:
             source = rgb
             if taken.any():
                 source = rgb.copy()
-                source[taken] = _PAINT_OUT_RGB
+                source[taken] = NEUTRAL_GREY_RGB
             estimates = self._model.estimate(
                 source, [rois[k] for k in members], [contexts[k] for k in members]
             )

@@ -381,9 +381,6 @@ SCENES: dict[str, SceneSpec] = {
     )
 }
 DEFAULT_SCENES = tuple(SCENES)
-# The first seven scenes, on which thresholds were chosen; the second set is held out.
-FIRST_SET = DEFAULT_SCENES[:7]
-SECOND_SET = DEFAULT_SCENES[7:]
 
 
 @dataclass(frozen=True)
