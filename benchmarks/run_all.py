@@ -160,8 +160,12 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
         ),
         Benchmark(
             "predictor",
-            "The Predictor against holding the last pose, by time hidden",
-            [str(PYTHON), "benchmarks/bench_predictor.py"],
+            "The Predictor against holding the last pose, by time hidden (the learned one "
+            "trained on the first scene set, judged on the held-out second)",
+            [
+                *(str(PYTHON), "benchmarks/bench_predictor.py", "--train-steps", "600"),
+                *("--train-learned", str(Path(tempfile.gettempdir()) / "ram_predictor.npz")),
+            ],
             ["--frames", str(QUICK_SCENE_FRAMES)],
             [RESULTS / "predictor.md"],
             [RESULTS / "predictor.png"],
@@ -174,6 +178,21 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             ["--frames", str(QUICK_CLIP_FRAMES)],
             [RESULTS / "real_clip.md"],
             [RESULTS / "real_clip.png"],
+        ),
+        Benchmark(
+            "batch",
+            "Many clips: one worker, a process pool and local Ray (`ram-core batch`)",
+            [str(PYTHON), "benchmarks/bench_batch.py"],
+            ["--clips", "4", "--frames", "12"],
+            [RESULTS / "batch.md"],
+        ),
+        Benchmark(
+            "thmr",
+            "T-HMR: crops per second, and the Memory Cache and MemFormer against the backbone",
+            [str(PYTHON), "benchmarks/bench_thmr.py"],
+            ["--quick"],
+            [RESULTS / "thmr.md"],
+            [RESULTS / "thmr.png"],
         ),
         Benchmark(
             "camera_motion",

@@ -153,7 +153,7 @@ def rerun_combiner(collection: bpy.types.Collection, track: int = 0) -> SyncRepo
     if track and track not in set(current.track_ids().tolist()):
         known = ", ".join(str(t) for t in current.track_ids().tolist()) or "none"
         raise EditError(f"There is no track {track} (tracks: {known}).")
-    predictor, combiner = recorded_motion_config(current.manifest)
+    predictor, combiner = recorded_motion_config(current.manifest, current.path)
     feet = recorded_foot_config(current.manifest)
     stale = tracks_to_refuse(current, predictor, combiner, feet)
     wanted = {track} if track else stale

@@ -71,10 +71,46 @@ def build_parser() -> argparse.ArgumentParser:
     combine.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
 
     from ram_core.eval.evaluate import add_eval_parser
+    from ram_core.train.cli import add_train_parser
 
     add_eval_parser(commands)
+    add_train_parser(commands)
     _add_weights_parser(commands)
+    _add_batch_parser(commands)
     return parser
+
+
+def _add_batch_parser(commands: argparse._SubParsersAction) -> None:
+    batch = commands.add_parser(
+        "batch",
+        help="many videos -> OUT_DIR/<clip>.ram each (a local process pool, or Ray)",
+        description="Run every clip as `ram-core run` would, into OUT_DIR/<clip name>.ram; "
+        "complete results are skipped, failures go into OUT_DIR/summary.json.",
+    )
+    batch.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders of them")
+    batch.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="results folder")
+    batch.add_argument("--backend", default="auto", choices=BACKENDS)
+    batch.add_argument("--device", default="auto", choices=DEVICES)
+    batch.add_argument("--config", default=None, help="YAML file with stage settings")
+    batch.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="clips at once: processes of the local pool (default 1), or the CPUs of "
+        "--ray local (default all)",
+    )
+    batch.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|auto|ADDRESS",
+        help="run one Ray task per clip: local (Ray on this machine), auto (the cluster this "
+        "machine is in) or an address (ray://HOST:10001)",
+    )
+    batch.add_argument("--progress", default="bar", choices=PROGRESS_MODES)
+    batch.add_argument("--no-preview", action="store_true", help="skip preview.mp4/.png")
+    batch.add_argument(
+        "--verbose", action="store_true", help="let third-party libraries log to stderr"
+    )
 
 
 _WEIGHTS_DIR_HELP = (
@@ -145,6 +181,40 @@ def _command_combine(args: argparse.Namespace, progress: Progress) -> int:
     written = recombine_result(args.result, predictor, combiner)
     progress.done(str(written))
     return ExitCode.OK
+
+
+def _command_batch(args: argparse.Namespace, progress: Progress) -> int:
+    import dataclasses
+
+    from ram_core import batch
+    from ram_core.config import load_config
+
+    config = load_config(args.config)
+    if args.no_preview:
+        config = dataclasses.replace(
+            config, pipeline=dataclasses.replace(config.pipeline, preview=False)
+        )
+    settings = batch.RunSettings(backend=args.backend, device=args.device, config=config)
+    engine: batch.Engine = (
+        batch.RayEngine(args.ray, args.workers)
+        if args.ray is not None
+        else batch.PoolEngine(1 if args.workers is None else args.workers)
+    )
+    jobs = batch.plan_batch(args.inputs, args.output, settings)
+    # Clips, not frames, and every clip's line: the frame bar and the rate limit would not do.
+    if isinstance(progress, BarProgress):
+        progress = batch.ClipBarProgress()
+    elif isinstance(progress, JsonProgress):
+        progress = JsonProgress(interval_s=0.0)
+    try:
+        summary = batch.run_batch(jobs, settings, engine, args.output, progress)
+        if summary.exit_code != ExitCode.OK:
+            progress.error(summary.failure_line(), summary.exit_code)
+            return summary.exit_code
+        progress.done(str(summary.path))
+        return ExitCode.OK
+    finally:
+        progress.close()
 
 
 def _command_weights(args: argparse.Namespace, progress: Progress) -> int:
@@ -246,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         NoProgress().error(str(exc), exc.exit_code)
         return exc.exit_code
     # Native libraries' logs are hidden unless asked for; ours still reach stderr.
-    with native_stderr_hidden(args.command == "run" and not args.verbose):
+    with native_stderr_hidden(args.command in ("run", "batch") and not args.verbose):
         return _dispatch(args)
 
 
@@ -260,6 +330,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _command_run(args, progress)
         if args.command == "weights":
             return _command_weights(args, progress)
+        if args.command == "batch":
+            return _command_batch(args, progress)
+        if args.command == "train":
+            from ram_core.train.cli import run_train
+
+            return run_train(args)
         if args.command == "eval":
             from ram_core.eval.evaluate import run_eval
 

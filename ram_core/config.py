@@ -8,6 +8,7 @@ A YAML config has one mapping per section, each key a field of that section's da
     segmenter: {crop_margin: 0.2}
     sam2: {model: small, image_size: 1024, memory: ema}      # full backend
     full_detector: {score_threshold: 0.7}                   # full backend
+    thmr: {memory_length: 16, memory_top_k: 4}              # full backend
     predictor: {...}
     combiner: {...}
     feet: {...}
@@ -32,6 +33,7 @@ from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.feet import FootConfig
 from ram_core.motion.predictor import PredictorConfig
+from ram_core.reconstruct.thmr import THmrConfig
 from ram_core.segment.lite import LiteSegmenterConfig
 from ram_core.segment.sam2_video import Sam2SegmenterConfig
 from ram_core.track.segfollow import SegFollowConfig
@@ -64,6 +66,7 @@ class RunConfig:
     segmenter: LiteSegmenterConfig = field(default_factory=LiteSegmenterConfig)
     sam2: Sam2SegmenterConfig = field(default_factory=Sam2SegmenterConfig)
     full_detector: FullDetectorConfig = field(default_factory=FullDetectorConfig)
+    thmr: THmrConfig = field(default_factory=THmrConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     combiner: CombinerConfig = field(default_factory=CombinerConfig)
     feet: FootConfig = field(default_factory=FootConfig)

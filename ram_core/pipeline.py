@@ -40,6 +40,7 @@ from ram_core.io.result import CAMERA_FILE_NAME, TRACK_ARRAYS, ResultWriter, che
 from ram_core.models.backends import Backend, resolve_backend
 from ram_core.motion.feet import plant_feet
 from ram_core.motion.fusion import fuse_tracks
+from ram_core.motion.recombine import check_learned_models, store_learned_models
 from ram_core.motion.world import (
     camera_to_world_per_frame,
     camera_to_world_rows,
@@ -302,8 +303,10 @@ def run_pipeline(
     first, stop = frame_range(info, start, end)
     out = check_output_path(out_path)
     camera = CameraIntrinsics.assumed(info.width, info.height, config.pipeline.focal_px)
+    # A learned Predictor's or gate's weights are checked now, not after the tracking.
+    learned = check_learned_models(config.predictor, config.combiner)
 
-    parts = stages or resolve_backend(backend, device, config)
+    parts = stages or resolve_backend(backend, device, config, progress)
     progress.info(f"backend: {parts.name} ({parts.reason})")
     if info.rotation_deg:
         progress.info(
@@ -347,6 +350,14 @@ def run_pipeline(
                 else "assumed (the image diagonal)"
             )
             manifest["stages"] = {"tracking": _name(tracking), "fusion": _name(fusion)}
+            if learned and writer.temporary_path is not None:
+                # The result carries the weights it was made with, so it re-runs anywhere.
+                models, fields = store_learned_models(
+                    config.predictor, config.combiner, writer.temporary_path, learned
+                )
+                manifest["learned_models"] = models
+                for section, values in fields.items():
+                    manifest["config"][section].update(values)
             rotations = (
                 motion.rotations[nearest_frame(motion.frames, fused["frame"])]
                 if motion.turning

@@ -21,7 +21,7 @@ import pytest
 from ram_core.cli import main
 from ram_core.config import config_from_dict
 from ram_core.models import weights
-from ram_core.models.backends import full_backend_gaps, resolve_backend
+from ram_core.models.backends import THMR_WEIGHTS, full_backend_gaps, resolve_backend
 
 DEMO = Path(__file__).resolve().parent.parent / "demo" / "three_people.mp4"
 
@@ -41,6 +41,7 @@ def _require_full_backend() -> None:
 _require_full_backend()
 
 import torch  # noqa: E402
+from hmr2_archive import write_hmr2_data  # noqa: E402
 from lite_models import copy_lite_models  # noqa: E402
 
 from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME, FullDetectorConfig, build_keypoint_rcnn  # noqa: E402
@@ -53,6 +54,8 @@ SMALL_CONFIG = {
                       "max_detections": 2},
     # Random weights score every box near zero: let them start tracks anyway.
     "segfollow": {"birth_min_score": 0.0, "n_init": 2},
+    # T-HMR's code at a small width; its checkpoint is served in hmr2_data's layout.
+    "thmr": {"architecture": "tiny"},
 }
 
 
@@ -72,6 +75,7 @@ def served_random_weights(tmp_path_factory) -> Iterator[str]:
     torch.save({"model": sam2_model.state_dict()}, folder / sam2_file)
     detector_file = weights.MODELS[WEIGHTS_NAME].filename
     torch.save(build_keypoint_rcnn(FullDetectorConfig()).state_dict(), folder / detector_file)
+    write_hmr2_data(folder / weights.MODELS[THMR_WEIGHTS].filename, folder / "staging")
     handler = functools.partial(_QuietHandler, directory=str(folder))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -98,7 +102,7 @@ def weights_root(served_random_weights, tmp_path_factory) -> Path:
     itself is tested in test_weights.py) and keeps name and file name.
     """
     root = copy_lite_models(tmp_path_factory.mktemp("weights"))
-    for name in (SAM2_MODELS["tiny"], WEIGHTS_NAME):
+    for name in (SAM2_MODELS["tiny"], WEIGHTS_NAME, THMR_WEIGHTS):
         model = weights.MODELS[name]
         local = dataclasses.replace(
             model, url=f"{served_random_weights}/{model.filename}", sha256_prefix=None
@@ -164,7 +168,61 @@ def test_run_full_backend_end_to_end(weights_root, tmp_path, monkeypatch, capsys
     assert any(e["event"] == "info" and "backend: full" in e["message"] for e in events)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"]["name"] == "full"
+    assert manifest["backend"]["reconstruct"].startswith("T-HMR")
     assert manifest["config"]["sam2"]["model"] == "tiny"
     assert manifest["timings_s"]["frames"] == 8
     assert manifest["timings_s"]["stages"]["segment"] > 0
     assert len(list((out / "masks").glob("*.png"))) == 8
+
+
+def _without_hmr2_data(weights_root: Path, folder: Path) -> Path:
+    """A copy of the weights folder without hmr2_data (its manifest entry stays, unused)."""
+    import shutil
+
+    shutil.copytree(weights_root, folder, ignore=shutil.ignore_patterns("hmr2_data*"))
+    return folder
+
+
+def test_thmr_full_without_hmr2_data_exits_3_naming_its_download(
+    weights_root, tmp_path, monkeypatch, capsys
+):
+    without = _without_hmr2_data(weights_root, tmp_path / "w")
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(without))
+    out = tmp_path / "out.ram"
+    code = main(["run", str(DEMO), "-o", str(out), "--backend", "full", "--progress", "none",
+                 "--config", str(_write_config(tmp_path))])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "ram-core weights download hmr2_data" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_thmr_auto_says_it_took_lite_for_want_of_hmr2_data(weights_root, tmp_path, monkeypatch):
+    without = _without_hmr2_data(weights_root, tmp_path / "w")
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(without))
+    backend = resolve_backend("auto", "cpu", config_from_dict(SMALL_CONFIG))
+    try:
+        assert backend.name == "lite"
+        assert "hmr2_data" in backend.reason and "sam2" not in backend.reason
+    finally:
+        backend.close()
+
+
+def test_thmr_or_blazepose_is_the_configs_choice(weights_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_root))
+    backend = resolve_backend("full", "cpu", config_from_dict(SMALL_CONFIG))
+    try:
+        assert backend.description["reconstruct"].startswith("T-HMR: tiny test network")
+        assert "untrained" in backend.description["reconstruct"]
+        assert (weights_root / THMR_WEIGHTS / weights.HMR2_CHECKPOINT_MEMBER).is_file()
+    finally:
+        backend.close()
+    # BlazePose in the masks needs no hmr2_data.
+    without = _without_hmr2_data(weights_root, tmp_path / "w")
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(without))
+    config = config_from_dict({**SMALL_CONFIG, "thmr": {"reconstructor": "blazepose_ik"}})
+    backend = resolve_backend("full", "cpu", config)
+    try:
+        assert backend.description["reconstruct"].startswith("BlazePose")
+    finally:
+        backend.close()

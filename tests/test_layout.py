@@ -13,9 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ram_core", "ram_blender")
-ENTRY_MODULES = {"__init__", "__main__", "cli", "pipeline", "config", "types", "errors"}
+ENTRY_MODULES = {"__init__", "__main__", "cli", "pipeline", "batch", "config", "types",
+                 "errors"}
 ROOMS = {"io", "video", "detect", "track", "segment", "reconstruct", "motion", "body",
-         "models", "eval"}
+         "models", "eval", "train"}
 
 
 def module_name(path: Path) -> str:

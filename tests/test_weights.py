@@ -760,3 +760,79 @@ def test_packaged_entries_need_a_member_and_no_url():
     with pytest.raises(ValueError):
         packaged(url="https://example.invalid/pose.tflite")
     assert packaged().source == "pip download fakepose==1.0 (fakepose/models/pose.tflite)"
+
+
+# ---------------------------------------------------------------- archives (hmr2_data)
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def archive_model(server, monkeypatch):
+    """A table entry like hmr2_data's, served by the test server, under a test name."""
+
+    def serve(members: dict[str, bytes]) -> ModelFile:
+        data = _tar_gz(members)
+        server.files["pack.tar.gz"] = data
+        model = dataclasses.replace(
+            local_model(server, "pack.tar.gz", sha256=sha256(data)),
+            archive_member="logs/run/checkpoints/last.ckpt",
+        )
+        monkeypatch.setitem(weights.MODELS, model.name, model)
+        return model
+
+    return serve
+
+
+def test_archive_member_is_unpacked_once_beside_the_archive(archive_model, tmp_path):
+    checkpoint = payload(30_000, seed=7)
+    model = archive_model(
+        {"./data/other.bin": b"x" * 10, "./logs/run/checkpoints/last.ckpt": checkpoint}
+    )
+    with pytest.raises(MissingModelError, match=f"ram-core weights download {model.name}"):
+        weights.extract_member(model.name, tmp_path)
+    weights.download_file(model, tmp_path, retry=NO_WAIT)
+    watcher = WatchingProgress(tmp_path / model.name / model.archive_member)
+
+    path = weights.extract_member(model.name, tmp_path, watcher)
+
+    assert path == tmp_path / model.name / model.archive_member
+    assert path.read_bytes() == checkpoint
+    assert watcher.final_seen_during_transfer and not any(watcher.final_seen_during_transfer)
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    # Unpacked already: the archive is not read again.
+    (tmp_path / model.filename).write_bytes(b"\0" * (tmp_path / model.filename).stat().st_size)
+    assert weights.extract_member(model.name, tmp_path) == path
+
+
+def test_archive_without_the_member_or_cut_short_is_one_clear_error(archive_model, tmp_path):
+    model = archive_model({"data/other.bin": b"x" * 10})
+    weights.download_file(model, tmp_path, retry=NO_WAIT)
+    with pytest.raises(BadInputError, match=r"holds no logs/run/checkpoints/last\.ckpt"):
+        weights.extract_member(model.name, tmp_path)
+
+    model = archive_model({"logs/run/checkpoints/last.ckpt": payload(200_000, seed=3)})
+    folder = tmp_path / "cut"
+    weights.download_file(model, folder, retry=NO_WAIT)
+    archive = folder / model.filename
+    data = archive.read_bytes()
+    # Same size (so the cheap presence check passes), damaged half: the gzip stream breaks.
+    archive.write_bytes(data[: len(data) // 2] + b"\0" * (len(data) - len(data) // 2))
+    with pytest.raises(BadInputError, match="cannot unpack"):
+        weights.extract_member(model.name, folder)
+    assert not list((folder / model.name).rglob("*.ckpt*"))
+
+
+def test_only_archives_unpack():
+    with pytest.raises(BadInputError, match="not an archive"):
+        weights.extract_member("sam2.1_hiera_tiny")

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Creates (or brings up to date) .venv/ with ram_core and its lite backend.
-# With --full it adds the full backend (PyTorch, torchvision, SAM2; ~5.5 GB).
+# With --full it adds the full backend (PyTorch, torchvision, SAM2; ~5.5 GB); with --cluster,
+# Ray for `ram-core batch --ray` (~0.1 GB).
 # Safe to run twice: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FULL=0
+CLUSTER=0
 for arg in "$@"; do
   case "$arg" in
     --full) FULL=1 ;;
-    *) echo "usage: tools/setup.sh [--full]" >&2; exit 2 ;;
+    --cluster) CLUSTER=1 ;;
+    *) echo "usage: tools/setup.sh [--full] [--cluster]" >&2; exit 2 ;;
   esac
 done
 
@@ -34,6 +37,13 @@ if [ "$FULL" = 1 ]; then
   SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation "sam2==1.1.0"
   .venv/bin/python -c "import torch, torchvision, sam2" 2>/dev/null || {
     echo "error: the full backend did not install; see pip's messages above" >&2
+    exit 1
+  }
+fi
+if [ "$CLUSTER" = 1 ]; then
+  "${PIP[@]}" install -e ".[cluster]"
+  .venv/bin/python -c "import ray" 2>/dev/null || {
+    echo "error: Ray (the cluster extra) did not install; see pip's messages above" >&2
     exit 1
   }
 fi

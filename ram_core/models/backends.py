@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 from ram_core.config import RunConfig
 from ram_core.errors import BadInputError, MissingModelError
+from ram_core.io.progress import Progress
 from ram_core.io.protocol import BACKENDS, DEVICES
 from ram_core.types import Detector, Reconstructor, Segmenter
+
+# The weights manager's entry holding HMR2.0's checkpoint, which T-HMR loads.
+THMR_WEIGHTS = "hmr2_data"
 
 
 @dataclass
@@ -53,7 +57,11 @@ def resolve_device(device: str) -> str:
 
 
 def full_backend_gaps(config: RunConfig) -> list[str]:
-    """Why the full backend cannot run here (empty when it can): packages, then weights."""
+    """Why the full backend cannot run here (empty when it can): packages, then weights.
+
+    Its reconstruction is T-HMR on HMR2.0's weights (``hmr2_data``), or, with
+    ``thmr.reconstructor: blazepose_ik``, BlazePose in each mask (the lite models).
+    """
     import importlib.util
 
     from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME
@@ -68,15 +76,20 @@ def full_backend_gaps(config: RunConfig) -> list[str]:
             f"{', '.join(missing_packages)} not installed (tools/setup.sh --full, or the "
             "add-on's Install Pipeline Environment)"
         ]
+    reconstruction = (THMR_WEIGHTS,) if config.thmr.reconstructor == "thmr" else weights.LITE_MODELS
     return [
         f"{name} weights missing (ram-core weights download {name})"
-        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME, *weights.LITE_MODELS)
+        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME, *reconstruction)
         if not weights.is_present(name)
     ]
 
 
-def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
-    """Builds the stages of a backend; ``auto`` takes full where it can run, else lite."""
+def resolve_backend(
+    name: str, device: str, config: RunConfig, progress: Progress | None = None
+) -> Backend:
+    """Builds the stages of a backend; ``auto`` takes full where it can run, else lite.
+
+    ``progress`` shows work done once while building (unpacking HMR2.0's checkpoint)."""
     if name not in BACKENDS:
         raise BadInputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if device not in DEVICES:
@@ -85,7 +98,7 @@ def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
         gaps = full_backend_gaps(config)
         if not gaps:
             reason = "full requested" if name == "full" else "auto: full backend weights present"
-            return _full_backend(resolve_device(device), config, reason)
+            return _full_backend(resolve_device(device), config, reason, progress)
         if name == "full":
             raise MissingModelError(
                 "the full backend cannot run: " + "; ".join(gaps) + "; or run with --backend lite"
@@ -98,10 +111,11 @@ def resolve_backend(name: str, device: str, config: RunConfig) -> Backend:
     return _lite_backend(config, reason)
 
 
-def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
+def _full_backend(
+    device: str, config: RunConfig, reason: str, progress: Progress | None = None
+) -> Backend:
     from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME, KeypointRcnnDetector
     from ram_core.models import weights
-    from ram_core.reconstruct.crop_pose import CropPoseReconstructor
     from ram_core.segment.sam2_video import SAM2_MODELS, Sam2Segmenter
 
     sam2_name = SAM2_MODELS[config.sam2.model]
@@ -110,6 +124,7 @@ def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
     )
     try:
         segmenter = Sam2Segmenter(config.sam2, device=device, checkpoint=weights.require(sam2_name))
+        reconstructor, reconstruct_description = _full_reconstructor(device, config, progress)
     except BaseException:
         detector.close()
         raise
@@ -117,15 +132,41 @@ def _full_backend(device: str, config: RunConfig, reason: str) -> Backend:
         name="full",
         detector=detector,
         segmenter=segmenter,
-        reconstructor=CropPoseReconstructor(crop=config.segmenter),
+        reconstructor=reconstructor,
         description={
             "device": device,
             "detect": f"torchvision Keypoint R-CNN ResNet-50 FPN ({WEIGHTS_NAME})",
             "segment": f"SAM 2.1 ({sam2_name}, {config.sam2.memory} memory) steered by SegFollow",
-            "reconstruct": "BlazePose in each SAM2 mask -> SMPL-24 by inverse kinematics",
+            "reconstruct": reconstruct_description,
             "body": "built-in SMPL-24 skeleton (rest joints from Anny, Apache-2.0)",
         },
         reason=reason,
+    )
+
+
+def _full_reconstructor(
+    device: str, config: RunConfig, progress: Progress | None
+) -> tuple[Reconstructor, str]:
+    """T-HMR on HMR2.0's checkpoint, or BlazePose in each mask when the config says so."""
+    if config.thmr.reconstructor == "blazepose_ik":
+        from ram_core.reconstruct.crop_pose import CropPoseReconstructor
+
+        return (
+            CropPoseReconstructor(crop=config.segmenter),
+            "BlazePose in each SAM2 mask -> SMPL-24 by inverse kinematics",
+        )
+    from ram_core.models import weights
+    from ram_core.reconstruct.thmr import THmrReconstructor
+
+    checkpoint = weights.extract_member(THMR_WEIGHTS, progress=progress)
+    thmr = config.thmr
+    memory = f"Memory Cache of {thmr.memory_length} frames, top {thmr.memory_top_k}, MemFormer " + (
+        "trained" if thmr.memformer_weights else "untrained (HMR2.0's output unchanged)"
+    )
+    architecture = "HMR2.0 ViT-H/16" if thmr.architecture == "hmr2" else "tiny test network"
+    return (
+        THmrReconstructor.from_checkpoint(checkpoint, thmr, device),
+        f"T-HMR: {architecture} + SMPL head on {THMR_WEIGHTS}, {memory}",
     )
 
 

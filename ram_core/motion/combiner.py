@@ -13,7 +13,10 @@ The gate g in [0, 1] says how much to trust the reconstruction over the predicti
   fall to zero ramps in the frames *before* the hard zero (the table is offline, so we can
   look ahead).
 The blend is a per-joint slerp from the prediction (g = 0) to the reconstruction (g = 1)
-and a linear blend of the translation.
+and a linear blend of the translation. ``CombinerConfig.gate`` "learned" takes g from the
+learned gate instead of the logistic (``gate_from_learned``; the hard zero and the rate
+limit stay), and ``PredictorConfig.kind`` "learned" the joint rotations' prediction from
+the learned Predictor (``ram_core.motion.learned``), in the same recursion.
 
 Two ways to run it over a track:
 - ``combine`` blends a given prediction (``predictor.predict_track``, made from the
@@ -35,9 +38,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ram_core.body.rotations import slerp_axis_angle
+from ram_core.body.rotations import (
+    axis_angle_to_quaternion,
+    matrix_to_quaternion,
+    quaternion_slerp,
+    quaternion_to_axis_angle,
+    quaternion_to_matrix,
+    slerp_axis_angle,
+)
+from ram_core.motion.learned import (
+    LearnedGateWeights,
+    LearnedPredictorWeights,
+    gate_features,
+    gate_probability,
+    load_learned_weights,
+    predict_next_rotations,
+)
 from ram_core.motion.predictor import (
     PredictorConfig,
+    check_model_choice,
     relax_fraction,
     rotation_step_quaternions,
     usual_poses,
@@ -53,13 +72,21 @@ class CombinerConfig:
     reliability_width: the logistic's scale; reliability one width above the midpoint gives
         g = 0.73, three widths above g = 0.95.
     max_gate_step: the most g may change from one frame to the next (1 = no rate limit).
+    gate: "analytic" (the logistic above) or "learned": g from the learned gate
+        (``ram_core.motion.learned``), with the same hard zero and rate limit; the midpoint
+        and width are then unused.
+    gate_weights: the learned gate's exported ``.npz`` (gate "learned" only). In a result's
+        manifest: the copy inside the result folder, relative to it.
     """
 
     reliability_midpoint: float = 0.5
     reliability_width: float = 0.08
     max_gate_step: float = 0.2
+    gate: str = "analytic"
+    gate_weights: str = ""
 
     def __post_init__(self) -> None:
+        check_model_choice("combiner", "gate", self.gate, "gate_weights", self.gate_weights)
         if self.reliability_width <= 0.0:
             raise ValueError("combiner reliability_width must be > 0")
         if not 0.0 < self.max_gate_step <= 1.0:
@@ -121,6 +148,41 @@ def gate_from_reliability(
     return np.clip(g, 0.0, 1.0)
 
 
+def gate_from_learned(
+    reliability: np.ndarray,
+    occluded: np.ndarray,
+    recon_valid: np.ndarray,
+    weights: LearnedGateWeights,
+    config: CombinerConfig | None = None,
+    inside: np.ndarray | None = None,
+) -> np.ndarray:
+    """The learned gate of one track, (T,) each -> (T,), or of N tracks, (N, T) each.
+
+    The learned g (``learned.gate_probability``) is zero where the frame is occluded or has
+    no reconstruction and rate-limited by ``config.max_gate_step``, as the analytic gate.
+    ``inside``: (N, T) bool, which columns are real frames when tracks of different
+    lengths are padded to T (the padding should repeat each track's last frame, which the
+    features then read as the analytic gate's edge does); padding never binds the limit.
+    """
+    config = config or CombinerConfig()
+    reliability = np.asarray(reliability, dtype=np.float64)
+    occluded = np.asarray(occluded, dtype=bool)
+    recon_valid = np.asarray(recon_valid, dtype=bool)
+    if not reliability.shape == occluded.shape == recon_valid.shape or reliability.ndim < 1:
+        raise ValueError(
+            f"reliability, occluded and recon_valid must be (T,) or (N, T) alike; got "
+            f"{reliability.shape}, {occluded.shape}, {recon_valid.shape}"
+        )
+    if inside is None:
+        inside = np.ones(reliability.shape, dtype=bool)
+    features = gate_features(reliability, occluded, recon_valid, weights.radius)
+    g = np.where(inside, gate_probability(weights, features), 1.0)
+    g = np.where(inside & (occluded | ~recon_valid), 0.0, g)
+    if config.max_gate_step < 1.0:
+        g = _rate_limit(g, config.max_gate_step)
+    return np.clip(g, 0.0, 1.0)
+
+
 def combine(
     recon_pose: np.ndarray,
     recon_transl: np.ndarray,
@@ -164,6 +226,7 @@ def combine_track(
     gate: np.ndarray,
     observed: np.ndarray,
     config: PredictorConfig | None = None,
+    learned_predictor: LearnedPredictorWeights | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Predict and combine frame by frame, each prediction anchored on the combined frame
     before it.
@@ -175,11 +238,21 @@ def combine_track(
     velocities measured on the observed frames, damped while coasting); it is applied to
     the combined frame t-1 instead of the last observation. Before the first observed frame
     the output is that frame; a track with none gets the rest pose at zero translation.
-    Returns pose (T, J, 3), transl (T, 3), pred_pose (T, J, 3), pred_transl (T, 3).
+    With ``config.kind`` "learned" the rotations come from the learned Predictor instead
+    (``combine_tracks``). Returns pose (T, J, 3), transl (T, 3), pred_pose (T, J, 3),
+    pred_transl (T, 3).
     """
     gate = np.asarray(gate)
     T = gate.shape[0] if gate.ndim == 1 else -1
-    return combine_tracks(recon_pose, recon_transl, gate, observed, [slice(0, max(T, 0))], config)
+    return combine_tracks(
+        recon_pose,
+        recon_transl,
+        gate,
+        observed,
+        [slice(0, max(T, 0))],
+        config,
+        learned_predictor,
+    )
 
 
 # Tracks combined side by side (frames x tracks rows, padded to the longest); more go in
@@ -202,6 +275,7 @@ def combine_tracks(
     observed: np.ndarray,
     track_rows: Sequence[slice],
     config: PredictorConfig | None = None,
+    learned_predictor: LearnedPredictorWeights | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``combine_track`` on many tracks at once, each its own rows of one table.
 
@@ -212,8 +286,19 @@ def combine_tracks(
 
     The recursion over frames runs once for all the tracks and joints side by side, on
     quaternions, so its cost per frame hardly depends on how many tracks there are.
+
+    With ``config.kind`` "learned" each frame's joint rotations are the learned Predictor's
+    next pose after the track's last ``window`` combined frames (``_combine_rotation_learned``,
+    the tracks side by side too); ``learned_predictor``: its weights when the caller has
+    loaded them (else read from ``config.weights``). The translation is the Kalman filter's
+    either way.
     """
     config = config or PredictorConfig()
+    learned = None
+    if config.kind == "learned":
+        learned = learned_predictor or load_learned_weights(config.weights, "predictor")
+    elif learned_predictor is not None:
+        raise ValueError("learned_predictor was given but the Predictor's kind is 'analytic'")
     recon_pose = np.asarray(recon_pose, dtype=np.float64)
     recon_transl = np.asarray(recon_transl, dtype=np.float64)
     gate = np.clip(np.nan_to_num(np.asarray(gate, dtype=np.float64)), 0.0, 1.0)
@@ -245,7 +330,7 @@ def combine_tracks(
     clean_transl = np.where(usable[:, None], recon_transl, 0.0)
     # Each row's usual pose (the Predictor's relaxation target), within its own track.
     usual_planes = None
-    if relax_fraction(config) > 0.0:
+    if learned is None and relax_fraction(config) > 0.0:
         track_start = np.zeros(R, dtype=np.int64)
         for start, stop in zip(starts, stops, strict=True):
             track_start[start:stop] = start
@@ -278,7 +363,12 @@ def combine_tracks(
         batch = order[i : i + count]
         rows, inside = _batch_rows(first[batch], spans[batch])
         _combine_translation(clean_transl, gate, usable, rows, inside, config, outputs)
-        _combine_rotation(pose_planes, usual_planes, gate, usable, rows, inside, config, outputs)
+        if learned is None:
+            _combine_rotation(
+                pose_planes, usual_planes, gate, usable, rows, inside, config, outputs
+            )
+        else:
+            _combine_rotation_learned(pose_planes, gate, rows, inside, learned, outputs)
         i += count
     # Exactly the prediction where g = 0 and the reconstruction where g = 1.
     covered = np.zeros(R + 1, dtype=np.int64)
@@ -517,6 +607,41 @@ def _combine_rotation(
         taken = rows[c0:c1][keep]
         pose[taken] = pose_aa[:K][keep]
         pred_pose[taken] = pred_aa[:K][keep]
+
+
+def _combine_rotation_learned(
+    pose_planes: np.ndarray,
+    gate: np.ndarray,
+    rows: np.ndarray,
+    inside: np.ndarray,
+    weights: LearnedPredictorWeights,
+    outputs: tuple[np.ndarray, ...],
+) -> None:
+    """Joint rotations of tracks laid out by ``_batch_rows``, the prediction from the learned
+    Predictor: for each frame, the model reads every track's last ``window`` combined frames
+    (a ring of rotation matrices; before a track's first usable frame, that frame) and its
+    next pose is slerped toward the reconstruction by the gate (``quaternion_slerp``; g = 0
+    and g = 1 are made exact by ``combine_tracks``). Where the gate is 0 the reconstruction
+    is unused (``pose_planes`` holds 0 there).
+    """
+    L = rows.shape[0]
+    g = np.where(inside, gate[rows], 0.0)  # (L, n)
+    recon_q = axis_angle_to_quaternion(pose_planes[:, rows].transpose(1, 2, 3, 0))  # (L, n, J, 4)
+    combined = np.empty_like(recon_q)
+    predicted = np.empty_like(recon_q)
+    combined[0] = predicted[0] = recon_q[0]
+    W = weights.window
+    history = np.empty((W, *recon_q.shape[1:3], 3, 3))  # frame s in slot s % W
+    history[:] = quaternion_to_matrix(recon_q[0])
+    for t in range(1, L):
+        window = history[(t + np.arange(W)) % W].swapaxes(0, 1)  # frames t - W .. t - 1
+        predicted[t] = matrix_to_quaternion(predict_next_rotations(weights, window)[:, 0])
+        combined[t] = quaternion_slerp(predicted[t], recon_q[t], g[t][:, None])
+        history[t % W] = quaternion_to_matrix(combined[t])
+    pose, _, pred_pose, _ = outputs
+    taken = rows[inside]
+    pose[taken] = quaternion_to_axis_angle(combined[inside])
+    pred_pose[taken] = quaternion_to_axis_angle(predicted[inside])
 
 
 def _axis_angle_to_quaternion_planes(aa: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -13,7 +13,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ram_core.motion.combiner import CombinerConfig, combine_tracks, gate_from_reliability
+from ram_core.motion.combiner import (
+    CombinerConfig,
+    combine_tracks,
+    gate_from_learned,
+    gate_from_reliability,
+)
+from ram_core.motion.learned import (
+    LearnedGateWeights,
+    LearnedPredictorWeights,
+    load_learned_weights,
+)
 from ram_core.motion.predictor import PredictorConfig
 
 
@@ -46,6 +56,8 @@ def fuse_tracks(
     predictor_config: PredictorConfig | None = None,
     combiner_config: CombinerConfig | None = None,
     track_ids: Iterable[int] | None = None,
+    learned_predictor: LearnedPredictorWeights | None = None,
+    learned_gate: LearnedGateWeights | None = None,
 ) -> dict[str, np.ndarray]:
     """Returns a new table with ``pred_*``, ``gate`` and the final pose filled in.
 
@@ -54,9 +66,18 @@ def fuse_tracks(
     prediction so the table never holds holes. ``track_ids``: fuse only these tracks (the
     add-on re-running the one an edit touched); the other rows are copied unchanged. The
     tracks run side by side (``combine_tracks``), each as it would on its own.
+
+    A learned Predictor or gate (``kind`` / ``gate`` "learned") reads its weights from the
+    path its config names, or takes them from ``learned_predictor`` / ``learned_gate``.
     """
     predictor_config = predictor_config or PredictorConfig()
     combiner_config = combiner_config or CombinerConfig()
+    if combiner_config.gate == "learned" and learned_gate is None:
+        learned_gate = load_learned_weights(combiner_config.gate_weights, "gate")
+    elif combiner_config.gate == "analytic" and learned_gate is not None:
+        raise ValueError("learned_gate was given but the Combiner's gate is 'analytic'")
+    if predictor_config.kind == "learned" and learned_predictor is None:
+        learned_predictor = load_learned_weights(predictor_config.weights, "predictor")
     out = {k: np.array(v, copy=True) for k, v in tracks.items()}
     slices = track_slices(out["track_id"])
     if track_ids is not None:
@@ -82,16 +103,34 @@ def fuse_tracks(
     frames = np.arange(lengths.max())
     padded = frames[None, :] < lengths[:, None]
     at = offsets[:, None] + np.minimum(frames[None, :], lengths[:, None] - 1)
-    gate = gate_from_reliability(
-        np.where(padded, out["reliability"][rows].astype(np.float64)[at], 1e9),
-        padded & occluded[at],
-        ~padded | recon_valid[at],
-        combiner_config,
-    )[padded]
+    reliability = out["reliability"][rows].astype(np.float64)
+    if combiner_config.gate == "learned":
+        # Its features read neighbouring frames: the padding repeats each track's last.
+        gate = gate_from_learned(
+            reliability[at],
+            occluded[at],
+            recon_valid[at],
+            learned_gate,
+            combiner_config,
+            inside=padded,
+        )[padded]
+    else:
+        gate = gate_from_reliability(
+            np.where(padded, reliability[at], 1e9),
+            padded & occluded[at],
+            ~padded | recon_valid[at],
+            combiner_config,
+        )[padded]
     # Each prediction continues the previous *combined* frame, so the output moves
     # back toward a returning observation only as fast as the gate opens.
     pose, transl, pred_pose, pred_transl = combine_tracks(
-        recon_pose, recon_transl, gate, observed, local, predictor_config
+        recon_pose,
+        recon_transl,
+        gate,
+        observed,
+        local,
+        predictor_config,
+        learned_predictor,
     )
     recon_pose = np.where(recon_valid[:, None, None], recon_pose, pred_pose)
     recon_transl = np.where(recon_valid[:, None], recon_transl, pred_transl)

@@ -21,6 +21,9 @@ For every frame t the prediction uses only frames before t whose observation is 
 - before the first valid frame the prediction is the first valid observation; a track with
   no valid frame predicts the rest pose at zero translation.
 All units are per frame (the Predictor does not know the frame rate).
+
+This is the analytic Predictor; ``PredictorConfig.kind`` "learned" chooses the learned one
+(``ram_core.motion.learned``) for the joint rotations, the translation staying as here.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ class PredictorConfig:
         benchmark: 12 and 48 beat holding the last pose at 0.25, 0.5, 1 and 2 s hidden.
     usual_pose_frames: the frames (up to the last valid one) whose valid poses are averaged
         into the usual pose.
+    kind: "analytic" (all of the above) or "learned": joint rotations from the learned
+        Predictor (``ram_core.motion.learned``) over the previous combined frames; the root
+        translation keeps the Kalman filter, and the rotation settings above are unused.
+    weights: the learned Predictor's exported ``.npz`` (kind "learned" only). In a result's
+        manifest: the copy inside the result folder, relative to it.
     """
 
     damping: float = 0.0
@@ -76,8 +84,11 @@ class PredictorConfig:
     transl_init_speed_std_m: float = 0.05
     relax_frames: float = 12.0
     usual_pose_frames: int = 48
+    kind: str = "analytic"
+    weights: str = ""
 
     def __post_init__(self) -> None:
+        check_model_choice("predictor", "kind", self.kind, "weights", self.weights)
         if self.relax_frames < 0.0 or self.usual_pose_frames < 1:
             raise ValueError("predictor relax_frames must be >= 0 and usual_pose_frames >= 1")
         if not 0.0 <= self.damping <= 1.0 or not 0.0 <= self.transl_damping <= 1.0:
@@ -89,6 +100,30 @@ class PredictorConfig:
             <= 0.0
         ):
             raise ValueError("predictor noise levels must be > 0")
+
+
+MODEL_KINDS = ("analytic", "learned")
+
+
+def check_model_choice(
+    section: str, kind_name: str, kind: str, weights_name: str, weights: str
+) -> None:
+    """ValueError unless ``kind`` is analytic (and no weights are named) or learned with
+    the path of its weights."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(
+            f"{section} {kind_name} must be one of {', '.join(MODEL_KINDS)}, got {kind!r}"
+        )
+    if kind == "learned" and not weights:
+        raise ValueError(
+            f"{section} {kind_name} 'learned' needs {weights_name}: the path of the exported "
+            f".npz (`ram-core train ... --export FILE`)"
+        )
+    if kind == "analytic" and weights:
+        raise ValueError(
+            f"{section} {weights_name} is only read with {kind_name} 'learned' (it is "
+            f"{kind!r}); remove it or set {kind_name}: learned"
+        )
 
 
 def _check_inputs(pose_aa: np.ndarray, transl: np.ndarray, valid: np.ndarray):

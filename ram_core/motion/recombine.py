@@ -8,12 +8,19 @@ The settings are the ones the run recorded in its manifest (``config.predictor``
 ``config.combiner`` and ``config.feet``), so a re-run continues the run it belongs to; a
 caller may pass others. The feet are planted in the world frame the manifest holds (the
 edits never move it); a result written before it had one is re-run without.
+
+A run with a learned Predictor or gate keeps a copy of its exported weights in the result
+folder (``LEARNED_FILES``), so the folder re-runs anywhere, Blender included: the
+manifest's ``config`` names the copy relative to the folder and ``learned_models`` records
+its SHA-256 (and the file it was copied from). A result without these fields was made with
+the analytic parts and re-runs with them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,13 +32,33 @@ from ram_core.io.sections import section_from_mapping
 from ram_core.motion.combiner import CombinerConfig
 from ram_core.motion.feet import FootConfig, plant_feet
 from ram_core.motion.fusion import fuse_tracks
+from ram_core.motion.learned import LearnedWeightsError, file_sha256, load_learned_weights
 from ram_core.motion.predictor import PredictorConfig
 from ram_core.motion.world import camera_to_world_rows, world_from_manifest
 
+# The copies of the learned parts' weights inside a result folder, by the manifest's
+# ``learned_models`` key (the part's config section).
+LEARNED_FILES = {
+    "predictor": "models/learned_predictor.npz",
+    "combiner": "models/learned_gate.npz",
+}
+# Each part's (config section, choice field, weights field, model inside the file).
+_LEARNED_PARTS = (
+    ("predictor", "kind", "weights", "predictor"),
+    ("combiner", "gate", "gate_weights", "gate"),
+)
 
-def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, CombinerConfig]:
+
+def recorded_motion_config(
+    manifest: dict[str, Any], folder: str | Path | None = None
+) -> tuple[PredictorConfig, CombinerConfig]:
     """The Predictor and Combiner settings a result was made with (defaults where the
-    manifest records none). Raises ResultFormatError for settings this version cannot use."""
+    manifest records none). Raises ResultFormatError for settings this version cannot use.
+
+    ``folder``: the result folder, needed for a result made with a learned part: its
+    weights are the copy in the folder (the settings returned name it by its full path),
+    checked against the SHA-256 the manifest recorded.
+    """
     config = manifest.get("config") or {}
     if not isinstance(config, dict):
         raise ResultFormatError("The manifest's config is not a mapping of sections.")
@@ -44,7 +71,101 @@ def recorded_motion_config(manifest: dict[str, Any]) -> tuple[PredictorConfig, C
         combiner = section_from_mapping(CombinerConfig, config.get("combiner"), "combiner")
     except (TypeError, ValueError) as exc:
         raise ResultFormatError(f"The manifest's motion settings cannot be used: {exc}") from exc
-    return predictor, combiner
+    models = manifest.get("learned_models") or {}
+    if not isinstance(models, dict):
+        raise ResultFormatError("The manifest's learned_models is not a mapping.")
+    sections = {"predictor": predictor, "combiner": combiner}
+    for section, choice, weights_field, _ in _LEARNED_PARTS:
+        settings = sections[section]
+        if getattr(settings, choice) != "learned":
+            continue
+        path = _learned_copy(getattr(settings, weights_field), section, models, folder)
+        sections[section] = dataclasses.replace(settings, **{weights_field: str(path)})
+    return sections["predictor"], sections["combiner"]
+
+
+def _learned_copy(
+    recorded: str, section: str, models: dict[str, Any], folder: str | Path | None
+) -> Path:
+    """The weights file a result's learned part names (relative to the result folder),
+    checked against the manifest's SHA-256."""
+    path = Path(recorded)
+    if not path.is_absolute():
+        if folder is None:
+            raise ResultFormatError(
+                f"The result's {section} is learned and its weights ({recorded}) are inside "
+                "the result folder: give the folder to read them."
+            )
+        path = Path(folder) / path
+    if not path.is_file():
+        raise ResultFormatError(
+            f"The result's learned {section} weights are missing: {path} (the result folder "
+            "must be copied whole)."
+        )
+    record = models.get(section)
+    expected = record.get("sha256") if isinstance(record, dict) else None
+    if expected is not None and file_sha256(path) != expected:
+        raise ResultFormatError(
+            f"The result's learned {section} weights {path} are not the ones it was made with "
+            f"(SHA-256 differs from the manifest's {expected})."
+        )
+    return path
+
+
+def check_learned_models(predictor: PredictorConfig, combiner: CombinerConfig) -> dict[str, Any]:
+    """Load the learned parts the settings name (LearnedWeightsError, a bad-input error,
+    for a missing or invalid file); section -> their weights. Run before a long job, so
+    a bad file fails it at once."""
+    sections = {"predictor": predictor, "combiner": combiner}
+    loaded = {}
+    for section, choice, weights_field, model in _LEARNED_PARTS:
+        settings = sections[section]
+        if getattr(settings, choice) == "learned":
+            loaded[section] = load_learned_weights(getattr(settings, weights_field), model)
+    return loaded
+
+
+def store_learned_models(
+    predictor: PredictorConfig,
+    combiner: CombinerConfig,
+    folder: str | Path,
+    loaded: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Copy the learned parts' weights into a result folder being written (``LEARNED_FILES``).
+
+    Returns (the manifest's ``learned_models`` section, the config sections' fields to
+    record instead of the given ones: each weights path as the copy's, relative to the
+    folder). Both are empty when every part is analytic. ``loaded``: what
+    ``check_learned_models`` gave at the start of the run; a file changed since then is
+    refused (the result would not re-run as it was made).
+    """
+    sections = {"predictor": predictor, "combiner": combiner}
+    models: dict[str, Any] = {}
+    fields: dict[str, dict[str, Any]] = {}
+    for section, choice, weights_field, _ in _LEARNED_PARTS:
+        settings = sections[section]
+        if getattr(settings, choice) != "learned":
+            continue
+        source = Path(getattr(settings, weights_field))
+        target = Path(folder) / LEARNED_FILES[section]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise LearnedWeightsError(f"cannot copy {source} into the result: {exc}") from exc
+        sha256 = file_sha256(target)
+        used = (loaded or {}).get(section)
+        if used is not None and used.sha256 != sha256:
+            raise LearnedWeightsError(
+                f"{source} changed while the run used it; run again with a file that stays put"
+            )
+        models[section] = {
+            "file": LEARNED_FILES[section],
+            "sha256": sha256,
+            "source": str(source.resolve()),
+        }
+        fields[section] = {weights_field: LEARNED_FILES[section]}
+    return models, fields
 
 
 def recorded_foot_config(manifest: dict[str, Any]) -> FootConfig:
@@ -65,11 +186,28 @@ def recorded_foot_config(manifest: dict[str, Any]) -> FootConfig:
 def motion_config_record(
     predictor: PredictorConfig, combiner: CombinerConfig, feet: FootConfig | None = None
 ) -> str:
-    """The settings as canonical JSON, recorded in ``combined.npz`` beside a re-run."""
-    record = {"predictor": dataclasses.asdict(predictor), "combiner": dataclasses.asdict(combiner)}
+    """The settings as canonical JSON, recorded in ``combined.npz`` beside a re-run.
+
+    A learned part's weights are named by their SHA-256, wherever the file is; an analytic
+    part's choice fields are left out, so its record is the one written before learned
+    parts existed (an older re-run still counts as made with the same settings).
+    """
+    record = {
+        "predictor": _section_record(predictor, "kind", "weights"),
+        "combiner": _section_record(combiner, "gate", "gate_weights"),
+    }
     if feet is not None:
         record["feet"] = dataclasses.asdict(feet)
     return json.dumps(record, sort_keys=True)
+
+
+def _section_record(settings: Any, choice: str, weights_field: str) -> dict[str, Any]:
+    record = dataclasses.asdict(settings)
+    if record[choice] == "analytic":
+        del record[choice], record[weights_field]
+    else:
+        record[weights_field] = "sha256:" + file_sha256(record[weights_field])
+    return record
 
 
 def refuse_tracks(
@@ -117,7 +255,8 @@ def tracks_to_refuse(
     else:
         # The pipeline's own output was made with the settings its manifest records.
         made_with = motion_config_record(
-            *recorded_motion_config(result.manifest), recorded_foot_config(result.manifest)
+            *recorded_motion_config(result.manifest, result.path),
+            recorded_foot_config(result.manifest),
         )
     if made_with != record:
         return set(result.track_ids().tolist())
@@ -136,7 +275,7 @@ def recombine_result(
     A setting left None is the one recorded in the result's manifest.
     """
     result = load_result(path, apply_edits=True, use_combined=False)
-    recorded_predictor, recorded_combiner = recorded_motion_config(result.manifest)
+    recorded_predictor, recorded_combiner = recorded_motion_config(result.manifest, result.path)
     predictor = predictor_config or recorded_predictor
     combiner = combiner_config or recorded_combiner
     feet = foot_config or recorded_foot_config(result.manifest)
