@@ -513,6 +513,54 @@ def _predictor_headlines(folder: Path) -> list[str]:
     ]
 
 
+def _learned_predictor_headlines(folder: Path) -> list[str]:
+    """The held-out table's learned row (the second table of predictor.md)."""
+    path = folder / "predictor.md"
+    if not path.is_file():
+        return []
+    held_out = path.read_text(encoding="utf-8").partition("held out")[2]
+    row = r"\| {} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|"
+    learned = re.search(row.format("learned Predictor"), held_out)
+    ours = re.search(row.format("current Predictor"), held_out)
+    if not (learned and ours):
+        return []
+    pairs = ", ".join(f"{learned[i]} vs {ours[i]}" for i in range(1, 5))
+    return [
+        f"Held-out scenes, hidden 0.25 / 0.5 / 1 / 2 s: the learned Predictor (trained on the "
+        f"first set) vs the analytic one: **{pairs} mm**."
+    ]
+
+
+def _thmr_headlines(folder: Path) -> list[str]:
+    found = _search(
+        folder / "thmr.md",
+        r"\| hmr2 \| 1 \| ([\d.]+) \| [\d.]+ \| ([\d.]+) \|.*\| ([\d.]+%) \|",
+    )
+    if not found:
+        return []
+    return [
+        f"T-HMR at full size (ViT-H, CPU): **{float(found[2]) / 1000:.2f} s** per crop for the "
+        f"backbone; Memory Cache + MemFormer add **{found[3]}** of it."
+    ]
+
+
+def _batch_headlines(folder: Path) -> list[str]:
+    path = folder / "batch.md"
+    one = _search(path, r"\| pool, 1 worker[^|]*\| 1 \| [\d.]+ \| ([\d.]+) \|")
+    two = _search(path, r"\| pool, 2 workers \| 2 \| [\d.]+ \| ([\d.]+) \|")
+    # The engines' own cost: the second table, whose rows have two numbers.
+    ray = _search(path, r"(?m)^\| Ray local, 1 CPU \| ([\d.]+) \| ([\d.]+) \|$")
+    lines = []
+    if one and two:
+        lines.append(
+            f"`ram-core batch`, a pool of 2 against 1 worker: **{two[1]} vs {one[1]}** clips "
+            "per minute (short clips)."
+        )
+    if ray:
+        lines.append(f"Local Ray's start-up: **{ray[2]} s** per batch, {ray[1]} ms per clip.")
+    return lines
+
+
 def _real_clip_headlines(folder: Path) -> list[str]:
     path = folder / "real_clip.md"
     speed = _search(path, r"\*\*whole pipeline\*\* \| [\d.]+ \| ([\d.]+) \|")
@@ -576,7 +624,9 @@ HEADLINES: dict[str, Callable[[Path], list[str]]] = {
     "world": _world_headlines,
     "feet": _feet_headlines,
     "camera_motion": _camera_motion_headlines,
-    "predictor": _predictor_headlines,
+    "predictor": lambda folder: _predictor_headlines(folder) + _learned_predictor_headlines(folder),
+    "thmr": _thmr_headlines,
+    "batch": _batch_headlines,
     "real_clip": _real_clip_headlines,
     "sam2_segfollow": _sam2_headlines,
 }
