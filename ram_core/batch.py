@@ -48,6 +48,7 @@ from typing import Any
 
 from ram_core.config import RunConfig, config_to_dict
 from ram_core.errors import BadInputError, CancelledError, MissingModelError, RamError
+from ram_core.io.atomic import atomic_file
 from ram_core.io.progress import BarProgress, NoProgress, Progress
 from ram_core.io.protocol import ExitCode
 
@@ -465,17 +466,9 @@ def _rounded(seconds: float | None) -> float | None:
 
 def write_summary(summary: BatchSummary) -> Path:
     """``summary.json``, replaced atomically (a reader never sees half of it)."""
-    temporary = summary.path.with_name(f"{summary.path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(summary.to_json(), stream, indent=1)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, summary.path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(summary.path, "w", encoding="utf-8") as stream:
+        json.dump(summary.to_json(), stream, indent=1)
+        stream.write("\n")
     return summary.path
 
 

@@ -7,13 +7,9 @@ why, a valid result folder, exit codes), not tracking quality.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,7 +37,7 @@ def _require_full_backend() -> None:
 _require_full_backend()
 
 import torch  # noqa: E402
-from hmr2_archive import write_hmr2_data  # noqa: E402
+from hmr2_archive import download_from, served, write_hmr2_data  # noqa: E402
 from lite_models import copy_lite_models  # noqa: E402
 
 from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME, FullDetectorConfig, build_keypoint_rcnn  # noqa: E402
@@ -76,21 +72,8 @@ def served_random_weights(tmp_path_factory) -> Iterator[str]:
     detector_file = weights.MODELS[WEIGHTS_NAME].filename
     torch.save(build_keypoint_rcnn(FullDetectorConfig()).state_dict(), folder / detector_file)
     write_hmr2_data(folder / weights.MODELS[THMR_WEIGHTS].filename, folder / "staging")
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    with served(folder) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +85,7 @@ def weights_root(served_random_weights, tmp_path_factory) -> Path:
     itself is tested in test_weights.py) and keeps name and file name.
     """
     root = copy_lite_models(tmp_path_factory.mktemp("weights"))
-    for name in (SAM2_MODELS["tiny"], WEIGHTS_NAME, THMR_WEIGHTS):
-        model = weights.MODELS[name]
-        local = dataclasses.replace(
-            model, url=f"{served_random_weights}/{model.filename}", sha256_prefix=None
-        )
-        weights.download_file(local, root)
+    download_from(served_random_weights, root, (SAM2_MODELS["tiny"], WEIGHTS_NAME, THMR_WEIGHTS))
     return root
 
 

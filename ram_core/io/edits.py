@@ -29,12 +29,12 @@ occlusion edit leaves masks as they are.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ram_core.io.atomic import atomic_file
 
 EDITS_FORMAT_NAME = "ram-edits"
 EDITS_FORMAT_VERSION = 1
@@ -117,17 +117,9 @@ def append_edit(result_path: str | Path, edit: dict[str, Any]) -> list[dict[str,
 
 def write_json_atomically(path: Path, document: Any) -> None:
     """Write ``document`` as JSON to ``path`` via a synced temporary file beside it."""
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=1, allow_nan=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, indent=1, allow_nan=False)
+        stream.write("\n")
 
 
 def apply_edits(

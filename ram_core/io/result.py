@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import numpy as np
 
 from ram_core.body.skeleton import builtin_rest_skeleton
 from ram_core.errors import BadInputError
+from ram_core.io.atomic import atomic_file, temporary_sibling
 from ram_core.io.edits import (
     EDITS_FILE_NAME,
     MAX_TRACK_ID,
@@ -291,7 +291,7 @@ class ResultWriter:
             raise RuntimeError("A ResultWriter can be entered once.")
         check_output_path(self.out_path)
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        self._temporary = _sibling(self.out_path, "tmp")
+        self._temporary = temporary_sibling(self.out_path, "tmp")
         self._temporary.mkdir()
         try:
             (self._temporary / MASKS_DIR_NAME).mkdir()
@@ -386,7 +386,7 @@ class ResultWriter:
         if not target.exists():
             os.rename(folder, target)
             return
-        old = _sibling(target, "old")
+        old = temporary_sibling(target, "old")
         os.rename(target, old)
         try:
             os.rename(folder, target)
@@ -530,7 +530,6 @@ def write_combined(
     folder = Path(path)
     checked = validate_tracks(tracks)
     target = folder / COMBINED_FILE_NAME
-    temporary = _sibling(target, "tmp")
     entries = {
         **checked,
         _COMBINED_EDIT_COUNT: np.asarray(len(edits), dtype=np.int64),
@@ -540,15 +539,8 @@ def write_combined(
         entries[_COMBINED_UNFUSED] = np.asarray(sorted(unfused_tracks), dtype=np.int32)
     if motion_config is not None:
         entries[_COMBINED_MOTION_CONFIG] = np.asarray(motion_config)
-    try:
-        with open(temporary, "wb") as stream:
-            np.savez(stream, **entries)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as stream:
+        np.savez(stream, **entries)
     return target
 
 
@@ -713,10 +705,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} cannot go into a manifest: {value!r}")
-
-
-def _sibling(target: Path, role: str) -> Path:
-    return target.with_name(f"{target.name}.{role}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 __all__ = [

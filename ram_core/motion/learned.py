@@ -34,8 +34,6 @@ them. Any other shape, a missing or extra array, or a non-finite value is refuse
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 
 from ram_core.body.rotations import matrix_to_rot6d, rot6d_to_matrix
 from ram_core.errors import BadInputError, MissingModelError
+from ram_core.io.atomic import atomic_file
 
 LEARNED_WEIGHTS_VERSION = 1
 NUM_JOINTS = 24
@@ -265,16 +264,8 @@ def save_learned_weights(weights: LearnedWeights, path: str | Path) -> Path:
         entries[f"norm{i}.weight"] = np.asarray(weight, dtype=np.float32)
         entries[f"norm{i}.bias"] = np.asarray(bias, dtype=np.float32)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(temporary, "wb") as stream:
-            np.savez(stream, **entries)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as stream:
+        np.savez(stream, **entries)
     return target
 
 

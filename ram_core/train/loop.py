@@ -10,8 +10,6 @@ resumes where its last checkpoint was, drawing the batches it would have drawn.
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ram_core.io.atomic import atomic_file
 
 CHECKPOINT_FORMAT = "ram-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -56,16 +56,8 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "config": config or {},
     }
-    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(temporary, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as stream:
+        torch.save(state, stream)
     return target
 
 
