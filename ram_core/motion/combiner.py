@@ -122,6 +122,21 @@ def _rate_limit(target: np.ndarray, max_step: float) -> np.ndarray:
     return g
 
 
+def _gate_inputs(
+    reliability: np.ndarray, occluded: np.ndarray, recon_valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gate's inputs as arrays, checked to be (T,) or (N, T) alike."""
+    reliability = np.asarray(reliability, dtype=np.float64)
+    occluded = np.asarray(occluded, dtype=bool)
+    recon_valid = np.asarray(recon_valid, dtype=bool)
+    if not reliability.shape == occluded.shape == recon_valid.shape or reliability.ndim < 1:
+        raise ValueError(
+            f"reliability, occluded and recon_valid must be (T,) or (N, T) alike; got "
+            f"{reliability.shape}, {occluded.shape}, {recon_valid.shape}"
+        )
+    return reliability, occluded, recon_valid
+
+
 def gate_from_reliability(
     reliability: np.ndarray,
     occluded: np.ndarray,
@@ -131,14 +146,7 @@ def gate_from_reliability(
     """The gate of one track. reliability (T,), occluded (T,) bool, recon_valid (T,) bool
     -> g (T,) float64 in [0, 1]. (N, T) inputs give the gates of N tracks of T frames."""
     config = config or CombinerConfig()
-    reliability = np.asarray(reliability, dtype=np.float64)
-    occluded = np.asarray(occluded, dtype=bool)
-    recon_valid = np.asarray(recon_valid, dtype=bool)
-    if not reliability.shape == occluded.shape == recon_valid.shape or reliability.ndim < 1:
-        raise ValueError(
-            f"reliability, occluded and recon_valid must be (T,) or (N, T) alike; got "
-            f"{reliability.shape}, {occluded.shape}, {recon_valid.shape}"
-        )
+    reliability, occluded, recon_valid = _gate_inputs(reliability, occluded, recon_valid)
     z = np.nan_to_num(reliability, nan=0.0) - config.reliability_midpoint
     z = np.clip(z / config.reliability_width, -60.0, 60.0)  # exp overflow guard
     g = 1.0 / (1.0 + np.exp(-z))
@@ -165,14 +173,7 @@ def gate_from_learned(
     features then read as the analytic gate's edge does); padding never binds the limit.
     """
     config = config or CombinerConfig()
-    reliability = np.asarray(reliability, dtype=np.float64)
-    occluded = np.asarray(occluded, dtype=bool)
-    recon_valid = np.asarray(recon_valid, dtype=bool)
-    if not reliability.shape == occluded.shape == recon_valid.shape or reliability.ndim < 1:
-        raise ValueError(
-            f"reliability, occluded and recon_valid must be (T,) or (N, T) alike; got "
-            f"{reliability.shape}, {occluded.shape}, {recon_valid.shape}"
-        )
+    reliability, occluded, recon_valid = _gate_inputs(reliability, occluded, recon_valid)
     if inside is None:
         inside = np.ones(reliability.shape, dtype=bool)
     features = gate_features(reliability, occluded, recon_valid, weights.radius)
