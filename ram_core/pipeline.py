@@ -581,6 +581,9 @@ def _manifest(
             # The clockwise turn that stands the file's frames upright (its rotation tag);
             # width, height, masks and the camera are all upright.
             "rotation_deg": info.rotation_deg,
+            # A variable-frame-rate file is read on the constant grid Blender's movie strip
+            # plays it on: fps is that grid's, frame_count the strip's length.
+            "variable_frame_rate": info.frame_sources is not None,
         },
         "camera": {
             "fx": camera.fx,

@@ -26,6 +26,10 @@ class VideoInfo:
     # How far the file's frames are turned (clockwise, degrees: 0, 90, 180 or 270) to stand
     # upright as players show them (a phone's rotation tag); width and height are upright.
     rotation_deg: int = 0
+    # Variable-frame-rate files only: for each of our frame_count frames (a constant grid
+    # at fps, as Blender's movie strip plays it), the index of the decoded frame shown.
+    # None: our frames are the decoded frames, one for one.
+    frame_sources: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -214,3 +215,54 @@ def test_a_video_stored_turned_comes_out_upright(tmp_path, rotation):
     assert len(frames) == 6 and frames[0].rgb.shape == (48, 80, 3)
     red = np.argwhere((frames[0].rgb[..., 0] > 150) & (frames[0].rgb[..., 1] < 100))
     assert red.mean(axis=0) == pytest.approx([7.5, 11.5], abs=1.5)
+
+
+# ---------------------------------------------------------------- variable frame rate
+
+VFR_CLIP = os.path.join(os.path.dirname(__file__), "fixtures", "vfr_clip.mp4")
+
+
+def _binary_index(rgb: np.ndarray) -> int:
+    """The frame index tools/make_vfr_fixture.py wrote into a frame (white columns = 1s)."""
+    return sum(1 << b for b in range(8) if rgb[:, b * 16 + 4 : (b + 1) * 16 - 4, 1].mean() > 127)
+
+
+def test_variable_frame_rate_clip_is_read_on_blenders_grid():
+    import json
+
+    from ram_core.video.reader import probe_video, stream_frames
+
+    expected = json.loads(Path(VFR_CLIP).with_suffix(".json").read_text())
+    info = probe_video(VFR_CLIP)
+    assert (info.fps, info.frame_count) == (expected["fps"], len(expected["strip_shows"]))
+    assert list(info.frame_sources) == expected["strip_shows"]
+    assert [_binary_index(f.rgb) for f in stream_frames(info)] == expected["strip_shows"]
+    # A range starting inside the slow stretch (where frames repeat) reads the same frames.
+    assert [_binary_index(f.rgb) for f in stream_frames(info, 13, 20)] == expected[
+        "strip_shows"
+    ][13:20]
+
+
+def test_constant_rate_clip_keeps_its_decoded_frames(clip):
+    from ram_core.video.reader import probe_video
+
+    assert probe_video(clip).frame_sources is None
+
+
+def test_timing_grid_repeats_and_skips_frames():
+    from ram_core.video.timing import (
+        constant_rate_frame_count,
+        constant_rate_sources,
+        is_variable_rate,
+    )
+
+    steady = np.arange(10) / 30
+    assert not is_variable_rate(steady, 30.0)
+    assert constant_rate_frame_count(steady, 30.0) == 10
+    # A 15 fps stretch shows each frame twice; a 60 fps one skips every other frame.
+    slow = np.array([0, 1, 2, 4, 6, 7]) / 30
+    assert is_variable_rate(slow, 30.0)
+    assert constant_rate_sources(slow, 30.0, 8).tolist() == [0, 1, 2, 2, 3, 3, 4, 5]
+    fast = np.array([0, 1, 1.5, 2, 2.5, 3]) / 30
+    assert constant_rate_sources(fast, 30.0, 4).tolist() == [0, 1, 3, 5]
+    assert constant_rate_frame_count(slow, 30.0) == 8

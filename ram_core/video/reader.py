@@ -11,6 +11,14 @@ files). A shortfall within ``count_tolerance`` frames is taken as an approximate
 warning; a larger shortfall means the file is truncated or damaged and is refused. The
 same tolerance applies when decoding stops early during iteration.
 
+Variable frame rate. Phones also write variable-frame-rate video. Blender's movie strip plays
+such a file on a constant grid at the stream's frame rate (``ram_core.video.timing``), so
+for these files our frames follow that grid too: ``fps`` is the stream's guessed rate (as
+FFmpeg, and so Blender, guesses it), ``frame_count`` the strip's length, and
+``VideoInfo.frame_sources`` says which decoded frame each of ours is (a frame may repeat or
+be skipped). The frame times are read by demuxing with PyAV (no decoding); without PyAV a
+file is taken as constant-rate, with a warning.
+
 Orientation. Phones store most video sideways with a rotation tag (the track's display
 matrix). Frames come out upright, turned as a player turns them; ``VideoInfo`` gives the
 upright size and the turn (``rotation_deg``). We turn them ourselves from the tag OpenCV
@@ -29,6 +37,11 @@ import numpy as np
 
 from ram_core.errors import BadInputError
 from ram_core.types import Frame, VideoInfo
+from ram_core.video.timing import (
+    constant_rate_frame_count,
+    constant_rate_sources,
+    is_variable_rate,
+)
 
 DEFAULT_FPS = 30.0
 
@@ -79,6 +92,14 @@ def probe_video(path: str | Path) -> VideoInfo:
         frame_count = _verified_frame_count(cap, video_path, reported)
     finally:
         cap.release()
+    sources = None
+    timing = _frame_times(video_path)
+    if timing is not None and is_variable_rate(*timing):
+        times, fps = timing
+        decoded = times[:frame_count]
+        count = constant_rate_frame_count(decoded, fps)
+        sources = tuple(int(i) for i in constant_rate_sources(decoded, fps, count))
+        frame_count = count
     return VideoInfo(
         path=str(video_path),
         fps=fps,
@@ -86,7 +107,36 @@ def probe_video(path: str | Path) -> VideoInfo:
         height=int(height),
         frame_count=frame_count,
         rotation_deg=rotation,
+        frame_sources=sources,
     )
+
+
+def _frame_times(video_path: Path) -> tuple[np.ndarray, float] | None:
+    """The video stream's frame times (seconds from the first, sorted) and its guessed frame
+    rate, from the container's packets (nothing is decoded); None when PyAV is missing or
+    the file gives no usable times."""
+    try:
+        import av
+    except ImportError:
+        warnings.warn(
+            f"{video_path}: PyAV is not installed, so a variable frame rate cannot be "
+            "detected; the file is read as constant-rate (tools/setup.sh installs it).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    try:
+        with av.open(str(video_path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.guessed_rate or stream.average_rate
+            base = stream.time_base
+            pts = [p.pts for p in container.demux(stream) if p.pts is not None]
+    except (av.error.FFmpegError, IndexError, OSError):
+        return None  # OpenCV decoded it: read it as it decodes
+    if rate is None or base is None or len(pts) < 2 or not float(rate) > 0:
+        return None
+    ticks = np.sort(np.asarray(pts, dtype=np.int64))
+    return (ticks - ticks[0]) * float(base), float(rate)
 
 
 def iter_frames(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[Frame]:
@@ -230,10 +280,19 @@ def _seek(cap: cv2.VideoCapture, video_path: Path, start: int) -> cv2.VideoCaptu
 
 def _decode(info: VideoInfo, start: int, end: int) -> Iterator[Frame]:
     video_path = Path(info.path)
-    cap = _seek(_open(video_path), video_path, start)
+    sources = info.frame_sources
+    # Decoded frames are read in order; on a variable-rate grid one may be shown twice
+    # (kept) or not at all (read past).
+    first_source = start if sources is None else sources[start]
+    cap = _seek(_open(video_path), video_path, first_source)
+    decoded, bgr = first_source - 1, None
     try:
         for index in range(start, end):
-            ok, bgr = cap.read()
+            wanted = index if sources is None else sources[index]
+            ok = True
+            while ok and decoded < wanted:
+                ok, bgr = cap.read()
+                decoded += 1
             if not ok or bgr is None:
                 missing = info.frame_count - index
                 if missing > count_tolerance(info.frame_count):
@@ -248,12 +307,13 @@ def _decode(info: VideoInfo, start: int, end: int) -> Iterator[Frame]:
                     stacklevel=2,
                 )
                 return
-            bgr = _upright(bgr, info.rotation_deg)
-            if bgr.shape[:2] != (info.height, info.width):
+            upright = _upright(bgr, info.rotation_deg)
+            if upright.shape[:2] != (info.height, info.width):
                 raise BadInputError(
                     f"Video file {video_path} changes size at frame {index} "
-                    f"({bgr.shape[1]}x{bgr.shape[0]} instead of {info.width}x{info.height})."
+                    f"({upright.shape[1]}x{upright.shape[0]} instead of "
+                    f"{info.width}x{info.height})."
                 )
-            yield Frame(index=index, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield Frame(index=index, rgb=cv2.cvtColor(upright, cv2.COLOR_BGR2RGB))
     finally:
         cap.release()

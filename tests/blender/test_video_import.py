@@ -105,3 +105,35 @@ def test_real_pipeline_on_twelve_frames_imports_armatures(ext, tmp_path):
     manifest = json.loads((result.outcome.result_path / "manifest.json").read_text())
     assert Path(manifest["source_video"]["path"]) == DEMO_VIDEO.resolve()
     assert os.path.commonpath([result.outcome.result_path, video_import.results_folder()])
+
+
+def test_variable_frame_rate_strip_shows_the_frames_our_indices_name(ext, tmp_path):
+    """The import's movie strip of a variable-frame-rate clip (tools/make_vfr_fixture.py) at
+    the frame rate the pipeline records: strip frame n shows the decoded frame our frame n
+    is (vfr_clip.json, which tests/test_video.py checks against the reader)."""
+    import numpy as np
+
+    clip = REPO / "tests" / "fixtures" / "vfr_clip.mp4"
+    expected = json.loads(clip.with_suffix(".json").read_text())
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = expected["fps"], 1.0
+    strip = submodule("sequencer").add_video_strip(scene, clip, tmp_path / "clip.ram")
+    offset = submodule("results").FRAME_OFFSET
+    assert strip.frame_final_duration == len(expected["strip_shows"])
+
+    scene.render.resolution_x, scene.render.resolution_y = 128, 64
+    scene.render.resolution_percentage = 100
+    scene.render.use_sequencer = True
+    scene.render.image_settings.file_format = "PNG"
+    shown = {}
+    # Around the slow stretch (each frame twice) and the end.
+    for n in (*range(8, 24), len(expected["strip_shows"]) - 1):
+        scene.frame_set(offset + n)
+        scene.render.filepath = str(tmp_path / f"frame_{n:03d}.png")
+        bpy.ops.render.render(write_still=True)
+        image = bpy.data.images.load(scene.render.filepath)
+        pixels = np.array(image.pixels[:]).reshape(64, 128, 4)
+        bpy.data.images.remove(image)
+        columns = [pixels[:, b * 16 + 4 : (b + 1) * 16 - 4, 1].mean() > 0.5 for b in range(8)]
+        shown[n] = sum(1 << b for b, on in enumerate(columns) if on)
+    assert shown == {n: expected["strip_shows"][n] for n in shown}
