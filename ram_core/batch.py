@@ -232,6 +232,8 @@ def existing_result(output: Path, video: Path, settings: RunSettings) -> Existin
     fails saying so).
     """
     from ram_core.io.result import ResultFormatError, load_result
+    from ram_core.motion.learned import LearnedWeightsError
+    from ram_core.motion.recombine import learned_models_record
     from ram_core.video.reader import probe_video
 
     if not output.exists():
@@ -261,8 +263,21 @@ def existing_result(output: Path, video: Path, settings: RunSettings) -> Existin
     # The manifest's time is cut to the second; a later change is a second or more later.
     if modified > created + 1.0:
         return incomplete("the video changed after the result was made")
-    if manifest.get("config") != _as_json(config_to_dict(settings.config)):
+    try:
+        models, fields = learned_models_record(settings.config.predictor, settings.config.combiner)
+    except LearnedWeightsError as exc:
+        return incomplete(f"the learned parts' weights cannot be read ({exc})")
+    # A run records a learned part's weights as its copy inside the result, and their hash.
+    expected = config_to_dict(settings.config)
+    for section, values in fields.items():
+        expected[section].update(values)
+    if manifest.get("config") != _as_json(expected):
         return incomplete("the result was made with other settings")
+    recorded_models = manifest.get("learned_models") or {}
+    if {k: v["sha256"] for k, v in models.items()} != {
+        k: v.get("sha256") for k, v in recorded_models.items() if isinstance(v, dict)
+    }:
+        return incomplete("the result was made with other learned weights")
     made_by = (manifest.get("backend") or {}).get("name")
     if settings.backend != "auto" and made_by != settings.backend:
         return incomplete(f"the result was made by the {made_by} backend")

@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -419,3 +420,23 @@ def test_an_analytic_result_records_no_learned_models(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert "learned_models" not in manifest and not (out / "models").exists()
     assert recorded_motion_config(manifest) == (PredictorConfig(), CombinerConfig())
+
+
+def test_a_batch_skips_a_learned_result_only_while_its_weights_are_the_same(tmp_path):
+    """The manifest records the weights as the copies in the result: a batch must read that
+    as the same settings, and other weights (same path, new content) as different ones."""
+    from ram_core.batch import RunSettings, existing_result
+
+    weights_dir = tmp_path / "weights"
+    predictor_path = save_learned_weights(random_predictor(), weights_dir / "p.npz")
+    gate_path = save_learned_weights(random_gate(), weights_dir / "g.npz")
+    out, config = run_learned(tmp_path, predictor_path, gate_path)
+    video = Path(json.loads((out / "manifest.json").read_text())["source_video"]["path"])
+    settings = RunSettings(backend="auto", config=config)
+
+    found = existing_result(out, video, settings)
+    assert found is not None and found.complete, found
+    save_learned_weights(random_predictor(seed=5), predictor_path)
+    found = existing_result(out, video, settings)
+    assert found is not None and not found.complete
+    assert "other learned weights" in found.reason

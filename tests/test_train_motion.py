@@ -335,3 +335,19 @@ def test_train_memformer_is_handed_to_its_own_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "ram_core.train.memformer", module)
     assert run_train(parse(["train", "memformer", "--data", "x"])) == 0
     assert seen == ["memformer"]
+
+
+def test_train_without_torch_is_one_clear_exit_3(monkeypatch, capsys):
+    import importlib.util
+
+    from ram_core.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "torch" else real_find_spec(name, *rest),
+    )
+    assert main(["train", "predictor", "--data", "x", "--progress", "none"]) == 3
+    err = capsys.readouterr().err
+    assert "needs PyTorch" in err and "Traceback" not in err

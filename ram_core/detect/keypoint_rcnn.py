@@ -31,6 +31,7 @@ import numpy as np
 
 from ram_core.detect.boxes import clip_box
 from ram_core.errors import BadInputError, MissingModelError
+from ram_core.models.weights import key_mismatch_parts
 from ram_core.types import Detection, Frame
 
 log = logging.getLogger(__name__)
@@ -272,15 +273,9 @@ def _summarise_mismatch(model, state: dict) -> str:
     wrong_shape = sorted(
         k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
     )
-    parts = []
-    for label, keys in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("wrong shape", wrong_shape),
-    ):
-        if keys:
-            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{more})")
+    parts = key_mismatch_parts(
+        (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+    )
     return "; ".join(parts) or "tensors do not fit"
 
 

@@ -49,7 +49,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -501,6 +501,19 @@ def require(name: str, root: str | Path | None = None) -> Path:
     if problem is not None:
         raise MissingModelError(problem)
     return folder / model.filename
+
+
+def key_mismatch_parts(
+    groups: Iterable[tuple[str, Sequence[str]]], shown: int = 3, separator: str = ", "
+) -> list[str]:
+    """How a checkpoint's tensors miss a network, one phrase per non-empty group of keys
+    ("2 missing (a, b)", "40 unexpected (a, b, c and 37 more)"), for the loaders' errors."""
+    parts = []
+    for label, keys in groups:
+        if keys:
+            more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+            parts.append(f"{len(keys)} {label} ({separator.join(keys[:shown])}{more})")
+    return parts
 
 
 def extract_member(

@@ -125,20 +125,13 @@ def check_learned_models(predictor: PredictorConfig, combiner: CombinerConfig) -
     return loaded
 
 
-def store_learned_models(
-    predictor: PredictorConfig,
-    combiner: CombinerConfig,
-    folder: str | Path,
-    loaded: dict[str, Any] | None = None,
+def learned_models_record(
+    predictor: PredictorConfig, combiner: CombinerConfig
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Copy the learned parts' weights into a result folder being written (``LEARNED_FILES``).
-
-    Returns (the manifest's ``learned_models`` section, the config sections' fields to
-    record instead of the given ones: each weights path as the copy's, relative to the
-    folder). Both are empty when every part is analytic. ``loaded``: what
-    ``check_learned_models`` gave at the start of the run; a file changed since then is
-    refused (the result would not re-run as it was made).
-    """
+    """What a run with these settings records of its learned parts: (the manifest's
+    ``learned_models`` section, the config sections' fields recorded instead of the given
+    ones: each weights path as its copy's, relative to the result folder). Both empty when
+    every part is analytic. Hashes the weight files (LearnedWeightsError when unreadable)."""
     sections = {"predictor": predictor, "combiner": combiner}
     models: dict[str, Any] = {}
     fields: dict[str, dict[str, Any]] = {}
@@ -147,24 +140,45 @@ def store_learned_models(
         if getattr(settings, choice) != "learned":
             continue
         source = Path(getattr(settings, weights_field))
-        target = Path(folder) / LEARNED_FILES[section]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
-            raise LearnedWeightsError(f"cannot copy {source} into the result: {exc}") from exc
-        sha256 = file_sha256(target)
-        used = (loaded or {}).get(section)
-        if used is not None and used.sha256 != sha256:
-            raise LearnedWeightsError(
-                f"{source} changed while the run used it; run again with a file that stays put"
-            )
         models[section] = {
             "file": LEARNED_FILES[section],
-            "sha256": sha256,
+            "sha256": file_sha256(source),
             "source": str(source.resolve()),
         }
         fields[section] = {weights_field: LEARNED_FILES[section]}
+    return models, fields
+
+
+def store_learned_models(
+    predictor: PredictorConfig,
+    combiner: CombinerConfig,
+    folder: str | Path,
+    loaded: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Copy the learned parts' weights into a result folder being written (``LEARNED_FILES``)
+    and return what the manifest records of them (``learned_models_record``).
+
+    ``loaded``: what ``check_learned_models`` gave at the start of the run; a file changed
+    since then (or while it was copied) is refused (the result would not re-run as it was
+    made).
+    """
+    models, fields = learned_models_record(predictor, combiner)
+    for section, record in models.items():
+        target = Path(folder) / record["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(record["source"], target)
+        except OSError as exc:
+            raise LearnedWeightsError(
+                f"cannot copy {record['source']} into the result: {exc}"
+            ) from exc
+        copied = file_sha256(target)
+        used = (loaded or {}).get(section)
+        if copied != record["sha256"] or (used is not None and used.sha256 != copied):
+            raise LearnedWeightsError(
+                f"{record['source']} changed while the run used it; run again with a file "
+                "that stays put"
+            )
     return models, fields
 
 

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ram_core.errors import BadInputError, MissingModelError
-from ram_core.models.weights import HMR2_CHECKPOINT_MEMBER, fetch_command
+from ram_core.models.weights import HMR2_CHECKPOINT_MEMBER, fetch_command, key_mismatch_parts
 
 __all__ = [
     "HMR2_CHECKPOINT_MEMBER",
@@ -733,15 +733,10 @@ def _check_keys(ours: Mapping[str, Tensor], theirs: Mapping[str, Any], path: Pat
     ]
     if not (missing or unexpected or reshaped):
         return
-    problems = []
-    for label, keys in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("of another shape", reshaped),
-    ):
-        if keys:
-            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            problems.append(f"{len(keys)} {label} ({'; '.join(keys[:3])}{more})")
+    problems = key_mismatch_parts(
+        (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)),
+        separator="; ",  # the shapes hold commas
+    )
     raise CheckpointMismatchError(
         f"{path} does not fit the HMR2.0 network: {', '.join(problems)}; it is not the "
         "hmr2_data checkpoint, or the configured architecture differs"

@@ -14,7 +14,7 @@ camera frame with OpenCV axes, and the translation such that the posed pelvis is
 ``REST_JOINTS_M[0] + transl`` (the built-in skeleton's pelvis is its origin). HMR2.0's camera
 places the SMPL model's own origin, and SMPL's pelvis sits ``J0(betas)`` from it: with the
 user's SMPL file (``smpl_model``) that offset is computed from the file; without it the mean
-shape's offset below is used, which is good to a couple of centimetres for adults.
+shape's offset below is used, an approximation for every other shape.
 
 Nothing here needs the SMPL licence: the network gives the parameters and the body comes from
 the built-in skeleton (or the artist's SMPL file in Blender).
@@ -37,8 +37,10 @@ ARCHITECTURES = ("hmr2", "tiny")
 RECONSTRUCTORS = ("thmr", "blazepose_ik")
 # HMR2.0's backbone input (height, width) and the square crop its camera refers to.
 CROP_HEIGHT, CROP_WIDTH, CROP_SQUARE = 256, 192, 256
-# The neutral SMPL mean shape's pelvis relative to the model's origin, metres, SMPL axes: the
-# J_regressor's pelvis row applied to the neutral template. Used only without an SMPL file.
+# The neutral SMPL mean shape's pelvis relative to the model's origin, metres, SMPL axes (the
+# J_regressor's pelvis row on the neutral template, as commonly reported; not measured here,
+# since the SMPL file is licensed). Used only without an SMPL file; with one
+# (``thmr.smpl_model``) each shape's own pelvis is computed.
 MEAN_SHAPE_PELVIS_M = np.array([-0.0022, -0.2408, 0.0286])
 
 

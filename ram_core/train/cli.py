@@ -24,7 +24,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ram_core.errors import BadInputError
+from ram_core.errors import BadInputError, MissingModelError
 from ram_core.io.protocol import ExitCode
 
 TRAIN_TARGETS = ("memformer", "predictor", "combiner")
@@ -45,8 +45,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "folders (reconstructed with the lite pipeline) or result folders (default)",
     )
     train.add_argument("--steps", type=int, default=2000, help="optimisation steps in all")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="default: the target's own (predictor 64, combiner 32, memformer 8)",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate; default: the target's own (1e-3, 3e-3, 1e-4)",
+    )
     train.add_argument("--checkpoint", default=None, metavar="FILE", help="checkpoint file")
     train.add_argument(
         "--resume", action="store_true", help="continue from --checkpoint where it exists"
@@ -77,12 +87,23 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Run ``ram-core train``; BadInputError for bad data or settings."""
+    """Run ``ram-core train``; BadInputError for bad data or settings, MissingModelError
+    (exit 3) without PyTorch."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise MissingModelError(
+            "ram-core train needs PyTorch, which is not installed (tools/setup.sh --full)"
+        )
     if args.target == "memformer":
         from ram_core.train.memformer import train_memformer_command
 
         return train_memformer_command(args)
-    if args.steps < 0 or args.batch_size < 1 or args.lr <= 0:
+    if (
+        args.steps < 0
+        or (args.batch_size is not None and args.batch_size < 1)
+        or (args.lr is not None and args.lr <= 0)
+    ):
         raise BadInputError("--steps must be >= 0, --batch-size >= 1 and --lr > 0")
     if args.resume and not args.checkpoint:
         raise BadInputError("--resume needs --checkpoint FILE")
@@ -94,10 +115,11 @@ def run_train(args: argparse.Namespace) -> int:
         clips = load_motion_clips(args.data, args.data_format, args.cache or scratch)
         if not clips:
             raise BadInputError(f"no motion found in {', '.join(args.data)}")
+        # Each trainer has its own batch size and learning rate unless they are given.
+        given = {"batch_size": args.batch_size, "lr": args.lr}
         options = {
             "steps": args.steps,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
+            **{name: value for name, value in given.items() if value is not None},
             "checkpoint": args.checkpoint,
             "resume": args.resume,
             "progress": args.progress == "bar",

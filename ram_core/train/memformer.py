@@ -484,8 +484,11 @@ def train_memformer_command(args: Any) -> int:
     if args.resume and not args.checkpoint:
         raise BadInputError("--resume needs --checkpoint FILE")
     try:
+        given = {"batch_size": args.batch_size, "learning_rate": args.lr}
         config = MemFormerTrainConfig(
-            steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed
+            steps=args.steps,
+            seed=args.seed,
+            **{name: value for name, value in given.items() if value is not None},
         )
     except ValueError as error:
         raise BadInputError(str(error)) from None
@@ -494,10 +497,7 @@ def train_memformer_command(args: Any) -> int:
         raise BadInputError(f"no scene folders in {', '.join(map(str, args.data))}")
     thmr_config = load_config(getattr(args, "config", None)).thmr
     clips = concatenate_clips(
-        [
-            scene_clip_crops(s, COMMAND_CLIP_LEN, box_padding=thmr_config.box_padding)
-            for s in scenes
-        ]
+        [scene_clip_crops(s, COMMAND_CLIP_LEN, box_padding=thmr_config.box_padding) for s in scenes]
     )
     device = resolve_device("auto")
     # The run config's network and memory, so the export fits the runs that load it.

@@ -113,8 +113,13 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 def _frame_times(video_path: Path) -> tuple[np.ndarray, float] | None:
     """The video stream's frame times (seconds from the first, sorted) and its guessed frame
-    rate, from the container's packets (nothing is decoded); None when PyAV is missing or
-    the file gives no usable times."""
+    rate, from the container's packets (nothing is decoded); None when PyAV is missing, the
+    file gives no usable times, or its header shows a constant rate.
+
+    The header check keeps the common case cheap: reading every packet means reading the
+    whole file, once more per probe (``ram-core batch`` probes each finished clip before it
+    skips it). A stream whose average rate (frames over duration) is its guessed rate plays
+    one frame per grid step; a variable-rate phone clip averages below or above it."""
     try:
         import av
     except ImportError:
@@ -129,6 +134,9 @@ def _frame_times(video_path: Path) -> tuple[np.ndarray, float] | None:
         with av.open(str(video_path)) as container:
             stream = container.streams.video[0]
             rate = stream.guessed_rate or stream.average_rate
+            average = stream.average_rate
+            if rate and average and abs(float(average) - float(rate)) <= 1e-3 * float(rate):
+                return None
             base = stream.time_base
             pts = [p.pts for p in container.demux(stream) if p.pts is not None]
     except (av.error.FFmpegError, IndexError, OSError):
