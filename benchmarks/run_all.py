@@ -46,6 +46,9 @@ BLENDER52_PYTHON = ROOT / ".venv-blender52" / "bin" / "python"
 DEMO_CLIP = ROOT / "demo" / "three_people.mp4"
 QUICK_CLIP_FRAMES = 24
 QUICK_SCENE_FRAMES = 24
+# Rendered apart from the tuning scenes and never tuned on:
+# .venv/bin/python tools/make_bench_scenes.py --seed 23 --out benchmarks/scenes-heldout
+HELDOUT_SCENES = ROOT / "benchmarks" / "scenes-heldout"
 OUTPUT_TAIL_LINES = 25
 
 
@@ -212,6 +215,19 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "ablations.md"],
             [RESULTS / "ablations.png"],
             data=[ablations_json],
+        ),
+        Benchmark(
+            "heldout",
+            "Held-out scenes (seed 23), scored once after the tuning: SegFollow against the "
+            "IoU baseline",
+            [
+                *(str(PYTHON), "-m", "ram_core", "eval", "bench", "--progress", "none"),
+                *("--scenes", str(HELDOUT_SCENES), "--variants", "full,no_segfollow"),
+                *("--output", str(RESULTS / "heldout.md")),
+            ],
+            ["--max-frames", str(QUICK_SCENE_FRAMES)],
+            [RESULTS / "heldout.md"],
+            required_file=HELDOUT_SCENES / "crossing" / "scene.json",
         ),
         Benchmark(
             "peers",

@@ -34,6 +34,7 @@ import numpy as np
 from ram_core import __version__
 from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.config import RunConfig, config_to_dict
+from ram_core.detect.boxes import bridge_gaps
 from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
 from ram_core.io.result import CAMERA_FILE_NAME, TRACK_ARRAYS, ResultWriter, check_output_path
@@ -88,18 +89,19 @@ class TrackingStage:
     confirmation_delay: int
 
 
-TrackerFactory = Callable[[Segmenter, RunConfig], TrackingStage]
-"""Builds the tracking stage around the (timed) segmenter of a run."""
+TrackerFactory = Callable[[Segmenter, RunConfig, float], TrackingStage]
+"""Builds the tracking stage around the (timed) segmenter of a run, for the video's frame
+rate."""
 
 TrackFusion = Callable[[dict[str, np.ndarray], RunConfig], dict[str, np.ndarray]]
 """Turns the tracked table (``recon_*`` filled) into the final one (``pred_*``, ``gate``,
 final pose)."""
 
 
-def segfollow_tracking(segmenter: Segmenter, config: RunConfig) -> TrackingStage:
+def segfollow_tracking(segmenter: Segmenter, config: RunConfig, fps: float) -> TrackingStage:
     """The pipeline's own tracker: SegFollow with the run's settings."""
     return TrackingStage(
-        SegFollow(segmenter, config.segfollow), config.segfollow.confirmation_delay
+        SegFollow(segmenter, config.segfollow, fps), config.segfollow.confirmation_delay
     )
 
 
@@ -222,7 +224,16 @@ class _TrackTable:
             if not seen:
                 continue
             # After its last sighting a track only coasted until it ended: the person left.
-            records.extend(row for row, _ in rows[: seen[-1] + 1])
+            kept = rows[: seen[-1] + 1]
+            bridged = bridge_gaps(
+                np.array([row.frame.frame for row, _ in kept]),
+                np.array([row.frame.box_xyxy for row, _ in kept]),
+                np.array([was_seen for _, was_seen in kept]),
+            )
+            records.extend(
+                _Row(dataclasses.replace(row.frame, box_xyxy=box), row.body)
+                for (row, _), box in zip(kept, bridged, strict=True)
+            )
         n = len(records)
         table = {
             name: np.zeros((n, *shape), dtype=dtype)
@@ -415,7 +426,7 @@ def _track(
     progress: Progress,
     background: BackgroundTracker,
 ) -> dict[str, np.ndarray]:
-    stage = tracking(timed_segmenter(parts.segmenter, timer), config)
+    stage = tracking(timed_segmenter(parts.segmenter, timer), config, info.fps)
     tracker = stage.tracker
     lag = stage.confirmation_delay
     reconstructor = parts.reconstructor

@@ -453,3 +453,16 @@ def test_recall_by_height_counts_each_visible_person_once_per_frame(hand_scene):
         (b, p) for b, p in zip(HEIGHT_BINS_PX, pairs, strict=True) if p[1]
     )
     assert low <= heights.min() and heights.max() < high and (found, total) == (6, 7)
+
+
+def test_rows_carried_through_a_hiding_are_not_predictions(hand_scene):
+    # Track 8's box in frame 3 is a guess far from hidden person 2: flagged occluded it is
+    # the Predictor's row, not a detection; claimed as seen it is a false positive.
+    tracks = hand_tracks(hand_scene)
+    row = np.flatnonzero((tracks["frame"] == 3) & (tracks["track_id"] == 8))[0]
+    tracks["box_xyxy"][row] += [30, 0, 30, 0]
+    carried = score_result(tracks, hand_scene, BenchSettings(), "v", 1.0).mot
+    tracks["occluded"][row] = False
+    claimed = score_result(tracks, hand_scene, BenchSettings(), "v", 1.0).mot
+    assert carried.num_false_positives == 1 and carried.num_predictions == 7
+    assert claimed.num_false_positives == 2 and claimed.num_predictions == 8

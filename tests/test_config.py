@@ -13,7 +13,8 @@ def test_defaults_are_the_method_values():
     assert config.segfollow.alpha == 0.75
     assert config.segfollow.tau_kf == 15
     assert config.segfollow.n_init == 5
-    assert config.segfollow.max_age == 50
+    assert config.segfollow.max_hidden_s == 3.0
+    assert config.segfollow.max_age(24.0) == 72
     assert config.pipeline.detect_every == 5
 
 

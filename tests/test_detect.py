@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ram_core.detect.boxes import iou_matrix
+from ram_core.detect.boxes import bridge_gaps, iou_matrix
 from ram_core.detect.lite import (
     DetectorConfig,
     HOGDetector,
@@ -308,3 +308,34 @@ def test_ssdlite_recall_on_the_demo_clip(ssdlite):
             false_positives += int((overlaps.max(axis=0) < 0.3).sum())
     assert hits / total >= 0.85  # measured 186 / 207
     assert false_positives <= 2  # measured 0
+
+
+def test_bridge_gaps_draws_a_hidden_persons_box_on_the_line_between_whole_views():
+    frames = np.arange(8)
+    whole = np.array([0.0, 0.0, 20.0, 60.0])
+
+    def moved(dx):
+        return whole + np.array([dx, 0.0, dx, 0.0])
+
+    boxes = np.array(
+        [
+            whole,
+            moved(10),
+            [22.0, 0.0, 26.0, 60.0],  # a sliver going behind a screen: no anchor
+            [0.0, 0.0, 1.0, 1.0],  # the motion model's guesses while hidden
+            [0.0, 0.0, 1.0, 1.0],
+            [0.0, 0.0, 1.0, 1.0],
+            moved(60),  # seen whole again
+            [0.0, 0.0, 1.0, 1.0],  # after the last whole view: kept
+        ]
+    )
+    seen = np.array([True, True, True, False, False, False, True, False])
+    out = bridge_gaps(frames, boxes, seen)
+    np.testing.assert_allclose(out[[0, 1, 6, 7]], boxes[[0, 1, 6, 7]])
+    for f in (2, 3, 4, 5):  # 10 px a frame from frame 1 to frame 6
+        np.testing.assert_allclose(out[f], moved(10 * f))
+    # Frame times, not row counts: a missing row does not bend the line.
+    np.testing.assert_allclose(
+        bridge_gaps(frames[[0, 1, 4, 6]], boxes[[0, 1, 4, 6]], seen[[0, 1, 4, 6]])[2],
+        moved(40),
+    )

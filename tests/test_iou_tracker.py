@@ -156,7 +156,7 @@ def test_associate_keeps_only_pairs_above_the_threshold():
 
 
 def test_config_follows_segfollow_and_refuses_bad_values():
-    config = IouTrackerConfig.from_segfollow(SegFollowConfig(n_init=4, max_age=30))
+    config = IouTrackerConfig.from_segfollow(SegFollowConfig(n_init=4, max_hidden_s=1.5), 20.0)
     assert (config.min_hits, config.max_age, config.confirmation_delay) == (4, 30, 5)
     with pytest.raises(ValueError, match="min_iou"):
         IouTrackerConfig(min_iou=0.0)

@@ -84,15 +84,16 @@ def test_late_entry_gets_a_new_track_and_exit_ends_one():
             ScriptedPerson(3, GREEN, depth=7, path=linear_path((500, 190), (6, 0), last=60)),
         ]
     )
-    config = SegFollowConfig(max_age=20)
-    tracker = SegFollow(world, config)
+    config = SegFollowConfig(max_hidden_s=2.0)
+    tracker = SegFollow(world, config, fps=10.0)  # 20 frames
     followed = run(world, tracker, range(120))
     assert_one_person_per_track(followed, 3)
     late = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {2})
     first_seen = min(f for f, tr in followed.items() if late in tr)
     assert 30 <= first_seen <= 30 + 5 + config.n_init
     leaver = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {3})
-    assert leaver not in tracker.tracks  # ended after max_age frames without the person
+    assert tracker.max_age == 20
+    assert leaver not in tracker.tracks  # ended after 20 frames without the person
     assert leaver not in followed[119]
 
 
@@ -267,8 +268,8 @@ def test_motion_prior_picks_among_one_persons_candidates():
 
 def test_memory_segmenter_hears_births_hits_and_ends():
     seg = _CandidatesSegmenter()
-    cfg = SegFollowConfig(max_age=3, min_match_score=0.0)
-    tracker = SegFollow(seg, cfg)
+    cfg = SegFollowConfig(max_hidden_s=0.1, min_match_score=0.0)
+    tracker = SegFollow(seg, cfg)  # 3 frames at the default 30 fps
     _birth(tracker, seg)
     frame_index, track_id, obs, lam, admitted = seg.commits[0]
     assert (frame_index, track_id, lam, admitted) == (0, 1, None, True)  # the prompt frame
@@ -289,7 +290,8 @@ def test_memory_segmenter_hears_births_hits_and_ends():
     assert seg.commits[-1][4] is False
 
     seg.tracked = []  # the person is gone: the track ends after max_age and is forgotten
-    for i in range(3, 3 + cfg.max_age + 2):
+    assert tracker.max_age == 3
+    for i in range(3, 3 + tracker.max_age + 2):
         tracker.step(Frame(i, np.zeros((1, 1, 3), np.uint8)))
     assert seg.forgotten == [1]
     assert not tracker.tracks
@@ -313,3 +315,49 @@ def test_detection_keypoints_become_point_prompts():
     seg2 = _CandidatesSegmenter()
     SegFollow(seg2).step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(box, 0.9)])
     assert seg2.prompts[-1][0].points_xy is None
+
+
+def test_hidden_tracks_compete_for_a_returning_person_whatever_the_time_hidden():
+    # Two people hidden behind the same screen, for 49 and 72 frames; the one who comes
+    # back looks like the longer-hidden track's person (long_occlusion's ID switch).
+    s_fused = np.array([[0.40], [0.87]])
+    feasible = np.ones((2, 1), dtype=bool)
+    assert SegFollow._assign(s_fused, feasible, [49, 72]) == {1: 0}
+    # A track seen a frame ago still chooses before any hidden one.
+    assert SegFollow._assign(np.array([[0.5], [0.9]]), feasible, [0, 5]) == {0: 0}
+
+
+class _SplitPersonSegmenter:
+    """Two detection prompts whose disjoint masks (an exclusive segmenter's) show two
+    halves of one body, each with the pose its crop found."""
+
+    def __init__(self, second_torso_x: float):
+        self.second_torso_x = second_torso_x
+
+    def segment(self, frame, prompts):
+        from ram_core.types import PoseLandmarks
+
+        def half(rows, torso_x):
+            mask = np.zeros((360, 640), bool)
+            mask[rows, 100:150] = True
+            points = np.tile([[torso_x, 170.0]], (33, 1))
+            landmarks = PoseLandmarks(points, np.ones(33), np.zeros((33, 3)))
+            box = np.array([100.0, rows.start, 150.0, rows.stop])
+            return Observation(mask, box, 0.9, 2.0, np.ones(2, np.float32), landmarks)
+
+        halves = [half(slice(100, 175), 125.0), half(slice(175, 250), self.second_torso_x)]
+        return [[h] for h in halves[: len(prompts)]]
+
+    def appearance_similarity(self, memory, appearance):
+        return 1.0
+
+
+@pytest.mark.parametrize(("second_torso_x", "births"), [(128.0, 1), (400.0, 2)])
+def test_a_detection_whose_pose_is_anothers_starts_no_track(second_torso_x, births):
+    tracker = SegFollow(_SplitPersonSegmenter(second_torso_x), SegFollowConfig())
+    detections = [
+        Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.95),
+        Detection(np.array([90.0, 120.0, 160.0, 300.0]), 0.7),  # spans this one and more
+    ]
+    out = tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), detections)
+    assert len(out) == births

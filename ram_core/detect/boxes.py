@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -59,3 +61,41 @@ def clip_box(box_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     b[..., [0, 2]] = np.clip(b[..., [0, 2]], 0, width)
     b[..., [1, 3]] = np.clip(b[..., [1, 3]], 0, height)
     return b
+
+
+def bridge_gaps(
+    frames: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    seen: np.ndarray,
+    whole_share: float = 0.6,
+    window: int = 12,
+) -> np.ndarray:
+    """One track's boxes with every row between two whole views of the person moved onto
+    the straight path between those views' boxes, at each frame's time.
+
+    frames: (N,) increasing; boxes_xyxy: (N, 4); seen: (N,) bool. A whole view is a seen
+    row whose box has at least ``whole_share`` of the largest seen box of the ``window``
+    frames before it: the sliver of someone going behind a screen is no anchor, its box is
+    a fraction of the body, and it is replaced too, so that the box is the whole person's
+    wherever they are partly or wholly hidden. Rows before the first or after the last
+    whole view keep their boxes. Offline, the box where a hidden person came back is known,
+    and the line to it is nearer the truth than the motion model's guess, whose velocity
+    was learnt while the person was going behind something.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64)
+    seen = np.asarray(seen, dtype=bool)
+    out = boxes.copy()
+    area = np.where(seen, box_area(boxes), 0.0)
+    whole = np.zeros_like(seen)
+    for i in np.flatnonzero(seen):
+        recent = (frames >= frames[i] - window) & (frames <= frames[i])
+        whole[i] = area[i] >= whole_share * area[recent].max()
+    anchors = np.flatnonzero(whole)
+    for before, after in itertools.pairwise(anchors):
+        if after - before < 2:
+            continue
+        inside = np.arange(before + 1, after)
+        share = (frames[inside] - frames[before]) / (frames[after] - frames[before])
+        out[inside] = boxes[before] + share[:, None] * (boxes[after] - boxes[before])
+    return out

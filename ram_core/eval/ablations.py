@@ -30,8 +30,12 @@ Scoring, per scene (the conventions are also in the JSON output):
   seen). People in frame but less visible are ignored, as MOTChallenge ignores its
   distractors: a predicted box that pairs with one of them (per-frame Hungarian, same IoU)
   is removed before scoring, so following a hidden person is neither a miss nor a false
-  positive. Predictions are every row of the result (coasting rows included) with its
-  ``box_xyxy``. MOTP is shown as the mean IoU of the pairs (higher is better).
+  positive. Predictions are the rows a tracker claims to see, those not flagged
+  ``occluded``, with their ``box_xyxy``: what a MOT tracker reports (the peers report only
+  matched boxes). The rows a track carries a hidden person through are the Predictor's
+  and are scored by "MPJPE hidden"; counting their guessed boxes as detections charged a
+  false positive for every frame a hidden walker was not where a straight line put them.
+  MOTP is shown as the mean IoU of the pairs (higher is better).
 - 3D (3DPW conventions, ``ram_core.eval.metrics``): tracks are paired with people frame by frame
   by Hungarian on IoU of the track's box (rows not flagged occluded) and the person's
   visible box (``match_tracks_to_people``, the pairing the end-to-end test uses). MPJPE
@@ -122,16 +126,18 @@ class AppearanceBlindSegmenter:
             forget(track_id)
 
 
-def iou_tracking(segmenter: Segmenter, config: RunConfig) -> TrackingStage:
+def iou_tracking(segmenter: Segmenter, config: RunConfig, fps: float) -> TrackingStage:
     """The Kalman + IoU tracker with SegFollow's confirmation, ageing and birth settings."""
-    tracker_config = IouTrackerConfig.from_segfollow(config.segfollow)
+    tracker_config = IouTrackerConfig.from_segfollow(config.segfollow, fps)
     return TrackingStage(IouTracker(segmenter, tracker_config), tracker_config.confirmation_delay)
 
 
-def memoryless_segfollow_tracking(segmenter: Segmenter, config: RunConfig) -> TrackingStage:
+def memoryless_segfollow_tracking(
+    segmenter: Segmenter, config: RunConfig, fps: float
+) -> TrackingStage:
     """SegFollow whose s_mask is the mask quality alone (no appearance memory)."""
     return TrackingStage(
-        SegFollow(AppearanceBlindSegmenter(segmenter), config.segfollow),
+        SegFollow(AppearanceBlindSegmenter(segmenter), config.segfollow, fps),
         config.segfollow.confirmation_delay,
     )
 
@@ -398,6 +404,14 @@ def score_poses(
     )
 
 
+def _occluded(tracks: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The rows a tracker flags as carried through (a peer's table has no such column: it
+    reports only boxes it matched)."""
+    if "occluded" not in tracks:
+        return np.zeros(len(tracks["frame"]), dtype=bool)
+    return np.asarray(tracks["occluded"], dtype=bool)
+
+
 def score_tracking(
     tracks: Mapping[str, np.ndarray],
     gt: SceneGroundTruth,
@@ -415,8 +429,8 @@ def score_tracking(
         gt_frame, gt.person_ids[gt_person], full[gt_frame, gt_person].reshape(-1, 4)
     )
 
-    keep = np.asarray(tracks["frame"]) < frames
     frame_col = np.asarray(tracks["frame"])
+    keep = (frame_col < frames) & ~_occluded(tracks)
     for frame in np.unique(frame_col[keep]):
         ignored = np.flatnonzero(in_frame[frame] & ~counted[frame])
         if ignored.size == 0:
@@ -448,11 +462,12 @@ def recall_by_height(
     counted = gt.in_frame[:frames] & (gt.visible_fraction[:frames] >= min_visible_fraction)
     found = np.zeros_like(counted)
     frame_col = np.asarray(tracks["frame"])
-    for frame in np.unique(frame_col[frame_col < frames]):
+    claimed = ~_occluded(tracks)
+    for frame in np.unique(frame_col[(frame_col < frames) & claimed]):
         people = np.flatnonzero(counted[frame])
         if people.size == 0:
             continue
-        rows = np.flatnonzero(frame_col == frame)
+        rows = np.flatnonzero((frame_col == frame) & claimed)
         iou = iou_matrix(tracks["box_xyxy"][rows], full[frame, people])
         for r, c in zip(*linear_sum_assignment(-iou), strict=True):
             if iou[r, c] >= iou_threshold:
@@ -555,7 +570,7 @@ def _json_dict(values: Mapping[str, Any]) -> dict[str, Any]:
 CONVENTIONS = {
     "mot": "CLEAR-MOT/IDF1 against full boxes of people with visible_fraction >= "
     "min_visible_fraction; less visible people ignored (predictions pairing with them "
-    "removed); motp_iou = mean IoU of pairs",
+    "removed); predictions are the rows not flagged occluded; motp_iou = mean IoU of pairs",
     "pose": "SMPL-24 joints in mm; MPJPE pelvis-centred, PA-MPJPE similarity Procrustes, on "
     "frames where a track's box pairs with the person's visible box; hidden: frames a "
     "track carried its person through between two such pairs",
@@ -580,8 +595,7 @@ def report_document(
         "settings": dataclasses.asdict(settings),
         "conventions": CONVENTIONS,
         "variants": [
-            {"name": v.name, "summary": v.summary, "detect_every": v.detect_every}
-            for v in variants
+            {"name": v.name, "summary": v.summary, "detect_every": v.detect_every} for v in variants
         ],
         "scenes": [
             {
@@ -644,8 +658,8 @@ def format_report(document: Mapping[str, Any]) -> str:
         f"Backend: {document['backend']}. Machine: {document['machine']}.",
         f"MOT: IoU >= {settings['iou_threshold']:g} against full-body boxes, people with "
         f"visible fraction >= {settings['min_visible_fraction']:g} counted, less visible ones "
-        "ignored; every row of a result is a prediction, so a track coasting through an "
-        "occlusion whose box drifts off the hidden person adds false positives. MOTP is the "
+        "ignored; predictions are the rows a tracker claims to see (not flagged occluded); "
+        "the rows it carries a hidden person through are scored by MPJPE hidden. MOTP is the "
         "mean IoU of the pairs. MPJPE / PA-MPJPE: SMPL-24 joints of matched tracks "
         "(pelvis-centred / Procrustes). MPJPE hidden: frames a track carried its person "
         "through; which frames those are depends on the tracker, so compare it between "
@@ -701,8 +715,7 @@ def _height_table(document: Mapping[str, Any]) -> list[str]:
     ]
     for variant, counts in pooled.items():
         cells = " | ".join(
-            f"{100.0 * found / total:.1f}% ({total})" if total else "n/a"
-            for found, total in counts
+            f"{100.0 * found / total:.1f}% ({total})" if total else "n/a" for found, total in counts
         )
         lines.append(f"| {variant} | {cells} |")
     return lines

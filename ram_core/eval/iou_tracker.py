@@ -41,7 +41,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ram_core.detect.boxes import iou_matrix, xyah_to_xyxy, xyxy_to_xyah
 from ram_core.track import kalman
-from ram_core.track.segfollow import SegFollowConfig, coasting_frame
+from ram_core.track.segfollow import DEFAULT_FPS, SegFollowConfig, coasting_frame
 from ram_core.types import Detection, Frame, Observation, Prompt, Segmenter, TrackFrame
 
 
@@ -69,14 +69,16 @@ class IouTrackerConfig:
             raise ValueError("min_hits >= 1, max_age >= 1 and tentative_max_misses >= 0")
 
     @classmethod
-    def from_segfollow(cls, config: SegFollowConfig, min_iou: float = 0.3) -> IouTrackerConfig:
-        """The same confirmation, ageing and birth thresholds as a SegFollow run, so an
-        ablation changes the association alone."""
+    def from_segfollow(
+        cls, config: SegFollowConfig, fps: float = DEFAULT_FPS, min_iou: float = 0.3
+    ) -> IouTrackerConfig:
+        """The same confirmation, ageing and birth thresholds as a SegFollow run at ``fps``,
+        so an ablation changes the association alone."""
         return cls(
             min_iou=min_iou,
             min_hits=config.n_init,
             tentative_max_misses=config.tentative_max_misses,
-            max_age=config.max_age,
+            max_age=config.max_age(fps),
             birth_min_score=config.birth_min_score,
             birth_min_size_px=config.birth_min_size_px,
         )
