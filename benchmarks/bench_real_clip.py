@@ -9,7 +9,9 @@ Runs, each in a fresh process (so peak memory is that run's own):
   1. the first 100 frames and the first 400 frames -> frames per second per stage, and peak
      memory against length (people come and go all the time in this clip);
   2. the first 100 frames with PHALP's 720p minimum box (50 x 100 px scaled to the frame
-     height), the detector's filter before -> how many walkers it threw away.
+     height), the detector's filter before -> how many walkers it threw away;
+  3. 100 and 400 frames again with every crop of a frame in one BlazePose call (the
+     segmenter before ``max_batch``) -> what bounding the call's batch does to the peak.
 Writes benchmarks/results/real_clip.md and real_clip.png (the tracks over frame 60).
 
     .venv/bin/python benchmarks/bench_real_clip.py
@@ -32,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ram_core.segment.blazepose import DEFAULT_MAX_BATCH
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT / "benchmarks" / "data"
@@ -47,6 +51,9 @@ PHALP_DETECTOR = {
     "min_box_height_px": 100.0,
     "size_reference_height_px": 720.0,
 }
+
+
+WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
 
 
 def fetch_clip() -> Path:
@@ -65,13 +72,13 @@ def fetch_clip() -> Path:
     return CLIP
 
 
-def _worker(video: str, out: str, end: int, detector: str) -> None:
+def _worker(video: str, out: str, end: int, sections: str) -> None:
     """Runs one pipeline and prints its timings and this process's peak memory as JSON."""
     from ram_core.config import config_from_dict
     from ram_core.io.result import load_result
     from ram_core.pipeline import run_pipeline
 
-    config = config_from_dict({"detector": json.loads(detector)})
+    config = config_from_dict(json.loads(sections))
     t0 = time.perf_counter()
     run_pipeline(video, out, backend="lite", end=end, config=config)
     wall = time.perf_counter() - t0
@@ -91,10 +98,11 @@ def _worker(video: str, out: str, end: int, detector: str) -> None:
     )
 
 
-def run_in_fresh_process(video: Path, out: Path, end: int, detector: dict) -> dict:
+def run_in_fresh_process(video: Path, out: Path, end: int, sections: dict) -> dict:
+    """One run in a process of its own; ``sections``: config sections, as in a YAML file."""
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", str(video), str(out), str(end),
-         json.dumps(detector)],
+         json.dumps(sections)],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -124,7 +132,12 @@ def main() -> None:
         print(f"running: {long_n} frames ...", file=sys.stderr)
         long = run_in_fresh_process(clip, tmp / "long.ram", long_n, {})
         print(f"running: {short_n} frames, PHALP's minimum box ...", file=sys.stderr)
-        phalp = run_in_fresh_process(clip, tmp / "phalp.ram", short_n, PHALP_DETECTOR)
+        phalp = run_in_fresh_process(clip, tmp / "phalp.ram", short_n, {"detector": PHALP_DETECTOR})
+        # The crops of a frame in one model call, however many people: the baseline.
+        whole = {"segmenter": {"max_batch": WHOLE_FRAME_BATCH}}
+        print(f"running: {short_n} and {long_n} frames, one call per frame ...", file=sys.stderr)
+        short_whole = run_in_fresh_process(clip, tmp / "short_whole.ram", short_n, whole)
+        long_whole = run_in_fresh_process(clip, tmp / "long_whole.ram", long_n, whole)
 
     stages = short["timings"]["stages"]
     total = short["timings"]["total"]
@@ -164,6 +177,26 @@ def main() -> None:
         )
     lines += [
         f"| **{long_n} / {short_n}** | | | | | **{long['peak_mb'] / short['peak_mb']:.2f}x** |",
+        "",
+        f"## Crops per BlazePose call (same run): at most {DEFAULT_MAX_BATCH}, against a "
+        "frame's people in one call",
+        "",
+        "The interpreter's memory grows with its batch, so with one call per frame the "
+        "largest crowd of the clip sets the peak.",
+        "",
+        "| crops per call | frames | frames/s | peak RSS (MB) | peak against the short run |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, pair in (
+        (f"at most {DEFAULT_MAX_BATCH} (now)", (short, long)),
+        ("a frame's people, one call (before)", (short_whole, long_whole)),
+    ):
+        for frames, run in zip((short_n, long_n), pair, strict=True):
+            lines.append(
+                f"| {label} | {frames} | {fps(frames, run['timings']['total'])} | "
+                f"{run['peak_mb']:.0f} | {run['peak_mb'] / pair[0]['peak_mb']:.2f}x |"
+            )
+    lines += [
         "",
         f"## The detector's minimum box (first {short_n} frames, same run)",
         "",

@@ -145,6 +145,23 @@ def test_a_batch_gives_what_one_at_a_time_gives(people_frame, model):
     assert model.estimate(rgb, []) == []
 
 
+def test_a_crowd_runs_in_calls_of_at_most_max_batch(people_frame, model):
+    rgb, boxes = people_frame
+    rois = [roi_from_box(box, 1.25) for box in boxes] * 3  # more people than one call takes
+    chunked = PoseLandmarkModel(default_model_path(), num_threads=2, max_batch=2)
+    sizes = []
+    resize = chunked._resize
+    chunked._resize = lambda batch: (sizes.append(batch), resize(batch))
+    split = chunked.estimate(rgb, rois)
+    assert max(sizes) == 2 and sum(sizes) == len(rois)
+    for a, b in zip(split, model.estimate(rgb, rois), strict=True):
+        np.testing.assert_allclose(a.points_px, b.points_px, atol=1e-2)
+        np.testing.assert_allclose(a.world_m, b.world_m, atol=1e-3)
+        np.testing.assert_allclose(a.probability, b.probability, atol=1e-3)
+    with pytest.raises(ValueError, match="max_batch"):
+        PoseLandmarkModel(default_model_path(), max_batch=0)
+
+
 def test_an_empty_region_has_a_low_pose_score(people_frame, model):
     rgb, _ = people_frame
     floor = model.estimate(rgb, [roi_from_box(np.array([250.0, 200.0, 330.0, 350.0]), 1.25)])

@@ -38,6 +38,9 @@ ROI_SCALE = 1.25
 # MediaPipe's heatmap refinement: a 7 x 7 window, refined where its peak is this confident.
 REFINE_KERNEL = 7
 REFINE_MIN_CONFIDENCE = 0.5
+# Crops per interpreter call. Measured on the real street clip (2 cores), see
+# benchmarks/results/real_clip.md: the peak memory no longer follows the largest crowd.
+DEFAULT_MAX_BATCH = 4
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -171,8 +174,17 @@ def default_num_threads() -> int:
 class PoseLandmarkModel:
     """The landmark model on a LiteRT interpreter; ``estimate`` runs a batch of ROIs."""
 
-    def __init__(self, model_path: str | Path, num_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        num_threads: int | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
+
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
 
         # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on the stderr descriptor;
         # `ram-core run` hides it unless --verbose (ram_core.io.quiet).
@@ -197,6 +209,29 @@ class PoseLandmarkModel:
             self._interpreter.resize_tensor_input(self._input, [batch, INPUT_SIZE, INPUT_SIZE, 3])
             self._interpreter.allocate_tensors()
             self._batch = batch
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The model's outputs for a batch of crops, at most ``max_batch`` per call: the
+        interpreter's memory grows with its batch, so a crowd must not set the peak."""
+        parts = []
+        for start in range(0, len(batch), self.max_batch):
+            chunk = batch[start : start + self.max_batch]
+            self._resize(len(chunk))
+            interpreter = self._interpreter
+            interpreter.set_tensor(self._input, chunk)
+            interpreter.invoke()
+            parts.append(
+                (
+                    interpreter.get_tensor(self._landmarks).reshape(len(chunk), -1, 5),
+                    interpreter.get_tensor(self._flag).reshape(len(chunk)),
+                    interpreter.get_tensor(self._segmentation)[..., 0],
+                    interpreter.get_tensor(self._heatmap),
+                    interpreter.get_tensor(self._world).reshape(len(chunk), -1, 3),
+                )
+            )
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(outputs) for outputs in zip(*parts, strict=True))
 
     def estimate(
         self,
@@ -240,15 +275,7 @@ class PoseLandmarkModel:
                 cv2.fillConvexPoly(inside, polygon, 1)
                 crop[inside == 0] = 0
             np.multiply(crop, 1.0 / 255.0, out=batch[slot], casting="unsafe")
-        self._resize(len(kept))
-        interpreter = self._interpreter
-        interpreter.set_tensor(self._input, batch)
-        interpreter.invoke()
-        landmarks = interpreter.get_tensor(self._landmarks).reshape(len(kept), -1, 5)
-        flags = interpreter.get_tensor(self._flag).reshape(len(kept))
-        segmentation = interpreter.get_tensor(self._segmentation)[..., 0]
-        heatmaps = interpreter.get_tensor(self._heatmap)
-        world = interpreter.get_tensor(self._world).reshape(len(kept), -1, 3)
+        landmarks, flags, segmentation, heatmaps, world = self._run(batch)
         for slot, (index, roi, bounds) in enumerate(kept):
             points_input = refine_from_heatmap(
                 landmarks[slot, :, :2].astype(np.float64), heatmaps[slot]

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ram_core.segment.blazepose import (
+    DEFAULT_MAX_BATCH,
     NUM_LANDMARKS,
     PoseEstimate,
     PoseLandmarkModel,
@@ -81,6 +82,8 @@ class LiteSegmenterConfig:
     min_mask_box_fraction: float = 0.05
     # Threads of the model's interpreter; 0 takes up to 4 of this machine's cores.
     num_threads: int = 0
+    # Crops per model call at most: the interpreter's memory grows with its batch.
+    max_batch: int = DEFAULT_MAX_BATCH
 
     def __post_init__(self) -> None:
         if self.context_margin < 0:
@@ -99,6 +102,8 @@ class LiteSegmenterConfig:
             raise ValueError("min_mask_box_fraction must be in [0, 1)")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -300,7 +305,9 @@ class BlazePoseSegmenter:
     ) -> None:
         self.config = config or LiteSegmenterConfig()
         self._model: PoseLandmarkModel | None = PoseLandmarkModel(
-            model_path or default_model_path(), self.config.num_threads or None
+            model_path or default_model_path(),
+            self.config.num_threads or None,
+            self.config.max_batch,
         )
 
     def forget(self, track_id: int) -> None:
