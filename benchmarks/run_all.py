@@ -631,7 +631,33 @@ def _ablation_headlines(document: dict | None) -> list[str]:
     return lines
 
 
+def _heldout_headlines(folder: Path) -> list[str]:
+    path = folder / "heldout.md"
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    start = re.search(r"^#+ Mean over", text, re.M)
+    mean = text[start.start() :] if start else ""
+    figures = {}
+    for variant in ("full", "no_segfollow"):
+        found = re.search(rf"^\| {variant} \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+) \|", mean, re.M)
+        if found:
+            figures[variant] = found.groups()
+    if len(figures) < 2:
+        return []
+    (mota, idf1, switches), (base_mota, base_idf1, base_switches) = (
+        figures["full"],
+        figures["no_segfollow"],
+    )
+    return [
+        "Held-out scenes (seed 23, never tuned on), mean MOTA / IDF1 / ID switches: "
+        f"SegFollow **{mota}% / {idf1}% / {switches}** against the IoU baseline's "
+        f"{base_mota}% / {base_idf1}% / {base_switches}."
+    ]
+
+
 HEADLINES: dict[str, Callable[[Path], list[str]]] = {
+    "heldout": _heldout_headlines,
     "lite_pipeline": _lite_pipeline_headlines,
     "blender_import": _blender_headlines,
     "combiner": _combiner_headlines,
