@@ -361,3 +361,21 @@ def test_a_detection_whose_pose_is_anothers_starts_no_track(second_torso_x, birt
     ]
     out = tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), detections)
     assert len(out) == births
+
+
+def test_a_much_taller_mask_is_not_the_tracks_person():
+    # A far person (150 px) goes behind a near one; their crop shows the near one (250 px).
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0))
+    track = _born(tracker, seg)
+    near = _obs(100.0)
+    taller = np.array([100.0, 40.0, 150.0, 290.0])
+    seg.next_obs = Observation(near.mask, taller, 0.9, 2.0, near.appearance)
+    (tf,) = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)))
+    assert tf.observation is None and track.frames_since_seen == 1
+    # Back to the person's own height after being hidden: found again.
+    seg.next_obs = _obs(100.0)
+    (tf,) = tracker.step(Frame(2, np.zeros((360, 640, 3), np.uint8)))
+    assert tf.observation is not None
+    with pytest.raises(ValueError, match="max_height_growth"):
+        SegFollowConfig(max_height_growth=0.9)
