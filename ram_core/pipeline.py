@@ -218,6 +218,7 @@ class _TrackTable:
 
     def columns(self) -> dict[str, np.ndarray]:
         records: list[_Row] = []
+        boxes: list[np.ndarray] = []
         for track_id in sorted(self.rows):
             rows = sorted(self.rows[track_id], key=lambda r: r[0].frame.frame)
             seen = [i for i, (_, was_seen) in enumerate(rows) if was_seen]
@@ -225,25 +226,25 @@ class _TrackTable:
                 continue
             # After its last sighting a track only coasted until it ended: the person left.
             kept = rows[: seen[-1] + 1]
-            bridged = bridge_gaps(
-                np.array([row.frame.frame for row, _ in kept]),
-                np.array([row.frame.box_xyxy for row, _ in kept]),
-                np.array([was_seen for _, was_seen in kept]),
-            )
-            records.extend(
-                _Row(dataclasses.replace(row.frame, box_xyxy=box), row.body)
-                for (row, _), box in zip(kept, bridged, strict=True)
+            records.extend(row for row, _ in kept)
+            boxes.append(
+                bridge_gaps(
+                    np.array([row.frame.frame for row, _ in kept]),
+                    np.array([row.frame.box_xyxy for row, _ in kept]),
+                    np.array([was_seen for _, was_seen in kept]),
+                )
             )
         n = len(records)
         table = {
             name: np.zeros((n, *shape), dtype=dtype)
             for name, (shape, dtype) in TRACK_ARRAYS.items()
         }
+        if boxes:
+            table["box_xyxy"][:] = np.concatenate(boxes)
         for i, row in enumerate(records):
             tf = row.frame
             table["track_id"][i] = tf.track_id
             table["frame"][i] = tf.frame
-            table["box_xyxy"][i] = tf.box_xyxy
             table["s_mask"][i] = tf.s_mask
             table["s_kf"][i] = tf.s_kf
             table["s_fused"][i] = tf.s_fused

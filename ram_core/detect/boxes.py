@@ -87,10 +87,10 @@ def bridge_gaps(
     seen = np.asarray(seen, dtype=bool)
     out = boxes.copy()
     area = np.where(seen, box_area(boxes), 0.0)
+    first_recent = np.searchsorted(frames, frames - window)
     whole = np.zeros_like(seen)
     for i in np.flatnonzero(seen):
-        recent = (frames >= frames[i] - window) & (frames <= frames[i])
-        whole[i] = area[i] >= whole_share * area[recent].max()
+        whole[i] = area[i] >= whole_share * area[first_recent[i] : i + 1].max()
     anchors = np.flatnonzero(whole)
     for before, after in itertools.pairwise(anchors):
         if after - before < 2:
