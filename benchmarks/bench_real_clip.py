@@ -11,7 +11,11 @@ Runs, each in a fresh process (so peak memory is that run's own):
   2. the first 100 frames with PHALP's 720p minimum box (50 x 100 px scaled to the frame
      height), the detector's filter before -> how many walkers it threw away;
   3. 100 and 400 frames again with every crop of a frame in one BlazePose call (the
-     segmenter before ``max_batch``) -> what bounding the call's batch does to the peak.
+     segmenter before ``max_batch``) -> what bounding the call's batch does to the peak;
+  4. the first 100 frames a few times, taking turns with the code of an earlier commit
+     (``--baseline REV``, checked out in a temporary git worktree) -> frames per second
+     now and before, on the same machine in the same run (these machines are noisy, so
+     the median of the turns is compared).
 Writes benchmarks/results/real_clip.md and real_clip.png (the tracks over frame 60).
 
     .venv/bin/python benchmarks/bench_real_clip.py
@@ -24,14 +28,18 @@ get a track.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ram_core.segment.blazepose import DEFAULT_MAX_BATCH
@@ -54,6 +62,8 @@ PHALP_DETECTOR = {
 
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
+# The last commit before the detector ran ahead on its own thread and the IK was batched.
+BASELINE_REVISION = "c16a519"
 
 
 def fetch_clip() -> Path:
@@ -80,8 +90,11 @@ def _worker(video: str, out: str, end: int, sections: str) -> None:
 
     config = config_from_dict(json.loads(sections))
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     run_pipeline(video, out, backend="lite", end=end, config=config)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result = load_result(out)
     rows = len(result.tracks["track_id"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -89,6 +102,7 @@ def _worker(video: str, out: str, end: int, sections: str) -> None:
         json.dumps(
             {
                 "wall_s": wall,
+                "cpu_s": cpu_s,
                 "timings": result.manifest["timings_s"],
                 "tracks": len(result.track_ids()),
                 "person_frames": rows,
@@ -98,14 +112,72 @@ def _worker(video: str, out: str, end: int, sections: str) -> None:
     )
 
 
-def run_in_fresh_process(video: Path, out: Path, end: int, sections: dict) -> dict:
-    """One run in a process of its own; ``sections``: config sections, as in a YAML file."""
+def run_in_fresh_process(
+    video: Path, out: Path, end: int, sections: dict, code: Path | None = None
+) -> dict:
+    """One run in a process of its own; ``sections``: config sections, as in a YAML file;
+    ``code``: a checkout whose ``ram_core`` runs instead of this one."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", str(video), str(out), str(end),
          json.dumps(sections)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True, text=True, check=True, cwd=ROOT, env=env,
     )  # fmt: skip
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """The repository at ``revision`` in a temporary git worktree."""
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder) / "baseline"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--quiet", str(tree), revision],
+            cwd=ROOT, check=True,
+        )  # fmt: skip
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+            )
+
+
+def speed_turns(clip: Path, tmp: Path, frames: int, revision: str, turns: int) -> dict:
+    """Runs now and at ``revision`` in turns; their runs, by name."""
+    runs: dict[str, list[dict]] = {"now": [], revision: []}
+    with checkout(revision) as tree:
+        for turn in range(turns):
+            for name, code in (("now", None), (revision, tree)):
+                print(f"running: speed, {name}, turn {turn + 1} of {turns} ...", file=sys.stderr)
+                out = tmp / f"speed_{turn}_{name}.ram"
+                runs[name].append(run_in_fresh_process(clip, out, frames, {}, code))
+                shutil.rmtree(out, ignore_errors=True)
+    return runs
+
+
+def speed_lines(runs: dict[str, list[dict]], frames: int, revision: str) -> list[str]:
+    lines = [
+        f"## Speed now and at {revision} (first {frames} frames, turns taken in this run)",
+        "",
+        "Whole pipeline from the backend's start to the written result, preview included. "
+        "Median of the turns; the range is the slowest and the fastest turn.",
+        "",
+        "| code | turns | seconds | frames/s | range (frames/s) | CPU seconds | cores busy |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for name, turns in runs.items():
+        totals = [run["timings"]["total"] for run in turns]
+        cpu = statistics.median(run["cpu_s"] for run in turns)
+        median = statistics.median(totals)
+        lines.append(
+            f"| {name} | {len(turns)} | {median:.2f} | {fps(frames, median)} | "
+            f"{fps(frames, max(totals))}-{fps(frames, min(totals))} | {cpu:.1f} | "
+            f"{cpu / statistics.median(run['wall_s'] for run in turns):.2f} |"
+        )
+    return [*lines, ""]
 
 
 def fps(frames: int, seconds: float) -> str:
@@ -116,6 +188,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=100, help="the short run (long: 4x)")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE_REVISION,
+        help="the commit whose speed is measured beside this code's (default: %(default)s)",
+    )
+    parser.add_argument("--turns", type=int, default=3, help="speed runs of each code")
     args = parser.parse_args()
     short_n, long_n = args.frames, 4 * args.frames
     if args.worker:
@@ -138,6 +216,7 @@ def main() -> None:
         print(f"running: {short_n} and {long_n} frames, one call per frame ...", file=sys.stderr)
         short_whole = run_in_fresh_process(clip, tmp / "short_whole.ram", short_n, whole)
         long_whole = run_in_fresh_process(clip, tmp / "long_whole.ram", long_n, whole)
+        speed = speed_turns(clip, tmp, short_n, args.baseline, args.turns)
 
     stages = short["timings"]["stages"]
     total = short["timings"]["total"]
@@ -149,7 +228,12 @@ def main() -> None:
         f"`{DEBIAN_PACKAGE}`), 768 x 576 at 10 frames/s, about eight walkers 40-100 px "
         "tall. Reproduce: `.venv/bin/python benchmarks/bench_real_clip.py`.",
         "",
+        *speed_lines(speed, short_n, args.baseline),
         f"## Per stage, first {short_n} frames (detector every 5 frames)",
+        "",
+        "Each stage's wall time summed over the run. The detector runs on a thread of its "
+        "own and the reconstruction on another, beside the segmenter, so the shares add up "
+        "to more than the whole.",
         "",
         "| stage | seconds | frames/s | share of the run |",
         "|---|---:|---:|---:|",

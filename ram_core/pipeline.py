@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import platform
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,13 @@ from ram_core.types import (
     BodyEstimate,
     CameraIntrinsics,
     Detection,
+    Detector,
     Frame,
+    FramesReconstructor,
     MemorySegmenter,
     Observation,
     Prompt,
+    Reconstructor,
     Segmenter,
     TrackFrame,
     TrackObservation,
@@ -110,6 +114,10 @@ def predictor_combiner_fusion(
 ) -> dict[str, np.ndarray]:
     """The pipeline's own fusion: the Predictor and the Combiner (``fuse_tracks``)."""
     return fuse_tracks(table, config.predictor, config.combiner)
+
+
+# Frames handed to the release worker at a time (see ``_track``).
+RELEASE_FRAMES = 5
 
 
 @dataclass
@@ -269,21 +277,35 @@ def _label_image(rows: list[_Row], height: int, width: int) -> np.ndarray:
     return labels
 
 
-def one_blas_thread(active: bool) -> contextlib.AbstractContextManager:
-    """One BLAS thread while the lite backend runs (nothing when ``active`` is false).
+@contextlib.contextmanager
+def lite_thread_limits(active: bool) -> Iterator[None]:
+    """One BLAS thread and one OpenCV thread while the lite backend runs (nothing when
+    ``active`` is false); LiteRT's interpreter keeps its own threads.
 
-    Its linear algebra is on 2x2 to 8x8 matrices, where a second OpenBLAS thread only waits
-    for a core that LiteRT's interpreter is using: measured here, a 2x2 inverse took 1-2 ms
-    instead of 4-7 us while the interpreter ran (1,566 of them cost 2.7 s in 100 frames of
-    a street clip). threadpoolctl (a lite dependency) sets the limit for this run only.
+    The BLAS work is on 2x2 to 8x8 matrices, where a second OpenBLAS thread only waits for a
+    core that the interpreter is using: measured here, a 2x2 inverse took 1-2 ms instead of
+    4-7 us while the interpreter ran (1,566 of them cost 2.7 s in 100 frames of a street
+    clip). OpenCV's network runs on a thread of its own beside the interpreter
+    (``_frames_with_detections``); a second OpenCV thread made one SSDLite view 29 ms
+    instead of 35 ms of wall time here, for 57 instead of 35 ms of CPU time, which the
+    interpreter needs. Both limits hold for this run only.
     """
     if not active:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+        yield
+        return
+    import cv2
+
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        stack.callback(cv2.setNumThreads, opencv_threads)
+        yield
 
 
 def run_pipeline(
@@ -325,7 +347,7 @@ def run_pipeline(
             f"the video is stored turned; frames are turned {info.rotation_deg} deg upright"
         )
     try:
-        with ResultWriter(out) as writer, one_blas_thread(parts.name == "lite"):
+        with ResultWriter(out) as writer, lite_thread_limits(parts.name == "lite"):
             timer = StageTimer()
             background = BackgroundTracker(config.camera_motion)
             table = _track(
@@ -435,45 +457,61 @@ def _track(
     table = _TrackTable()
     confirmed: set[int] = set()
 
-    def release(held: _Pending, confirmed: frozenset[int]) -> None:
-        kept = [tf for tf in held.track_frames if tf.track_id in confirmed]
-        observed = [tf for tf in kept if tf.observation is not None and not tf.occluded]
-        bodies: dict[int, BodyEstimate | None] = {}
-        if observed:
-            t0 = time.perf_counter()
-            estimates = reconstructor.reconstruct(
-                held.frame,
-                [
-                    TrackObservation(tf.track_id, tf.observation, tf.box_xyxy, tf.reliability)
-                    for tf in observed
-                ],
-                camera,
-            )
-            timer.add("reconstruct", time.perf_counter() - t0)
-            if len(estimates) != len(observed):
-                raise RuntimeError(
-                    f"the reconstructor gave {len(estimates)} estimates for {len(observed)} tracks"
-                )
-            bodies = {tf.track_id: body for tf, body in zip(observed, estimates, strict=True)}
-        rows = [_Row(tf, bodies.get(tf.track_id)) for tf in kept]
-        for row in rows:
-            table.add(row)
-        labels = _label_image(rows, info.height, info.width)
-        writer.write_mask(held.frame.index, labels)
+    def release(batch: list[tuple[_Pending, frozenset[int]]]) -> None:
+        """Reconstructs a few frames, in order, and writes their rows and masks."""
+        kept_of = [
+            [tf for tf in held.track_frames if tf.track_id in confirmed]
+            for held, confirmed in batch
+        ]
+        observed_of = [
+            [tf for tf in kept if tf.observation is not None and not tf.occluded]
+            for kept in kept_of
+        ]
         t0 = time.perf_counter()
-        background.add(held.frame.index, held.frame.rgb, labels > 0)
-        timer.add("camera_motion", time.perf_counter() - t0)
-        for track_id in held.ended:
-            reconstructor.forget(track_id)
+        estimates_of = _reconstruct_frames(
+            reconstructor,
+            [
+                (
+                    held.frame,
+                    [
+                        TrackObservation(tf.track_id, tf.observation, tf.box_xyxy, tf.reliability)
+                        for tf in observed
+                    ],
+                    held.ended,
+                )
+                for (held, _), observed in zip(batch, observed_of, strict=True)
+            ],
+            camera,
+        )
+        timer.add("reconstruct", time.perf_counter() - t0)
+        for (held, _), kept, observed, estimates in zip(
+            batch, kept_of, observed_of, estimates_of, strict=True
+        ):
+            bodies = {tf.track_id: body for tf, body in zip(observed, estimates, strict=True)}
+            rows = [_Row(tf, bodies.get(tf.track_id)) for tf in kept]
+            for row in rows:
+                table.add(row)
+            labels = _label_image(rows, info.height, info.width)
+            writer.write_mask(held.frame.index, labels)
+            t0 = time.perf_counter()
+            background.add(held.frame.index, held.frame.rgb, labels > 0)
+            timer.add("camera_motion", time.perf_counter() - t0)
 
     # Frames are released (reconstructed, masks written) on one worker thread, in order,
     # while the next frame is segmented: LiteRT's interpreter and OpenCV let go of the
-    # interpreter lock, the IK's numpy holds it, so the two overlap on two cores.
+    # interpreter lock, the IK's numpy holds it, so the two overlap on two cores. They go
+    # a few at a time, so a reconstructor that solves frames together makes fewer calls.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-release")
     released: deque[Future] = deque()
+    waiting: list[tuple[_Pending, frozenset[int]]] = []
 
-    def release_later(held: _Pending) -> None:
-        released.append(worker.submit(release, held, frozenset(confirmed)))
+    def release_later(held: _Pending | None) -> None:
+        """Queues ``held`` with the tracks confirmed now; None sends off what waits."""
+        if held is not None:
+            waiting.append((held, frozenset(confirmed)))
+        if waiting and (held is None or len(waiting) >= RELEASE_FRAMES):
+            released.append(worker.submit(release, list(waiting)))
+            waiting.clear()
         while len(released) > 1 or (released and released[0].done()):
             released.popleft().result()  # in order; re-raises what the worker raised
 
@@ -484,6 +522,7 @@ def _track(
         )  # fmt: skip
         while pending:
             release_later(pending.popleft())
+        release_later(None)
         while released:
             released.popleft().result()
     finally:
@@ -491,6 +530,33 @@ def _track(
     for track_id in sorted(live):
         reconstructor.forget(track_id)
     return table.columns()
+
+
+def _reconstruct_frames(
+    reconstructor: Reconstructor,
+    frames: Sequence[tuple[Frame, Sequence[TrackObservation], Sequence[int]]],
+    camera: CameraIntrinsics,
+) -> list[list[BodyEstimate | None]]:
+    """Estimates for each frame's tracks, frames in order. ``frames``: (frame, its tracks,
+    the tracks that ended after it), and those are forgotten after their frame. A
+    ``FramesReconstructor`` solves the frames in one call."""
+    together = isinstance(reconstructor, FramesReconstructor)
+    if together:
+        estimates_of = reconstructor.reconstruct_frames(
+            [(frame, tracks) for frame, tracks, _ in frames], camera
+        )
+    else:
+        estimates_of = []
+    for k, (frame, tracks, ended) in enumerate(frames):
+        if not together:
+            estimates_of.append(reconstructor.reconstruct(frame, tracks, camera) if tracks else [])
+        if len(estimates_of[k]) != len(tracks):
+            raise RuntimeError(
+                f"the reconstructor gave {len(estimates_of[k])} estimates for {len(tracks)} tracks"
+            )
+        for track_id in ended:
+            reconstructor.forget(track_id)
+    return estimates_of
 
 
 def _track_frames(
@@ -511,29 +577,76 @@ def _track_frames(
     known to be confirmed or not. Returns the tracks live at the end."""
     progress.stage("track", total=stop - first)
     live: set[int] = set()
-    for frame in stream_frames(info, first, stop):
-        detections = None
-        if (frame.index - first) % config.pipeline.detect_every == 0:
+    frames = _frames_with_detections(
+        stream_frames(info, first, stop),
+        lambda frame: (frame.index - first) % config.pipeline.detect_every == 0,
+        parts.detector,
+        timer,
+    )
+    with contextlib.closing(frames):  # a failure stops the detector's thread now
+        for frame, detecting in frames:
+            detections = None if detecting is None else detecting.result()
+
             t0 = time.perf_counter()
-            detections = parts.detector.detect(frame)
-            timer.add("detect", time.perf_counter() - t0)
+            segment_before = timer.seconds["segment"]
+            track_frames = tracker.step(frame, detections)
+            segment_during = timer.seconds["segment"] - segment_before
+            timer.add("segfollow", time.perf_counter() - t0 - segment_during)
+            confirmed.update(t.track_id for t in track_frames if tracker.is_confirmed(t.track_id))
 
-        t0 = time.perf_counter()
-        segment_before = timer.seconds["segment"]
-        track_frames = tracker.step(frame, detections)
-        segment_during = timer.seconds["segment"] - segment_before
-        timer.add("segfollow", time.perf_counter() - t0 - segment_during)
-        confirmed.update(t.track_id for t in track_frames if tracker.is_confirmed(t.track_id))
-
-        # A track the tracker no longer reports has ended: its last row is in an earlier,
-        # so earlier released, frame.
-        now_live = {tf.track_id for tf in track_frames}
-        pending.append(_Pending(frame, track_frames, sorted(live - now_live)))
-        live = now_live
-        while len(pending) > lag:
-            release(pending.popleft())
-        progress.advance()
+            # A track the tracker no longer reports has ended: its last row is in an earlier,
+            # so earlier released, frame.
+            now_live = {tf.track_id for tf in track_frames}
+            pending.append(_Pending(frame, track_frames, sorted(live - now_live)))
+            live = now_live
+            while len(pending) > lag:
+                release(pending.popleft())
+            progress.advance()
     return live
+
+
+def _frames_with_detections(
+    frames: Iterator[Frame],
+    wanted: Callable[[Frame], bool],
+    detector: Detector,
+    timer: StageTimer,
+) -> Iterator[tuple[Frame, Future | None]]:
+    """Each frame with its detections to come (None where ``wanted`` says no).
+
+    The next frame to detect is read ahead and detected on a thread while the frames
+    before it are segmented: OpenCV's network lets go of the interpreter lock, so on two
+    cores the detector costs the tracking loop little. At most one detection interval of
+    frames waits in memory.
+    """
+
+    def detect(frame: Frame) -> list[Detection]:
+        t0 = time.perf_counter()
+        found = detector.detect(frame)
+        timer.add("detect", time.perf_counter() - t0)
+        return found
+
+    ahead: deque[tuple[Frame, Future | None]] = deque()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-detect")
+    try:
+        exhausted = False
+        while True:
+            # Read on until a frame after the one handed out is being detected.
+            while not exhausted and not any(
+                future for _, future in itertools.islice(ahead, 1, None)
+            ):
+                frame = next(frames, None)
+                if frame is None:
+                    exhausted = True
+                else:
+                    ahead.append((frame, worker.submit(detect, frame) if wanted(frame) else None))
+            if not ahead:
+                return
+            yield ahead.popleft()
+    finally:
+        worker.shutdown(wait=True, cancel_futures=True)
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()  # the decoder lets go of the file
 
 
 def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:

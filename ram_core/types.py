@@ -263,3 +263,17 @@ class Reconstructor(Protocol):
     def forget(self, track_id: int) -> None:
         """The track ended: free whatever is kept for it."""
         ...
+
+
+@runtime_checkable
+class FramesReconstructor(Reconstructor, Protocol):
+    """A reconstructor whose estimates depend on each frame alone (no per-track state), so
+    several frames can be solved in one call, which shares the work's overhead."""
+
+    def reconstruct_frames(
+        self,
+        frames: Sequence[tuple[Frame, Sequence[TrackObservation]]],
+        camera: CameraIntrinsics,
+    ) -> list[list[BodyEstimate | None]]:
+        """Per frame, one estimate per track in the order given, as ``reconstruct`` would."""
+        ...

@@ -265,3 +265,38 @@ def test_lite_reconstructor_falls_back_to_the_box_and_refuses_missing_landmarks(
     assert LiteReconstructor().estimate(FRAME, no_marks, CAMERA) is None
     hopeless = _observation_from_pose(go, bp, transl, np.full(33, 0.05))
     assert LiteReconstructor().estimate(FRAME, hopeless, CAMERA) is None
+
+
+def test_a_batch_solves_each_person_as_if_alone():
+    rng = np.random.default_rng(21)
+    people = [ik.synthetic_landmarks(*_plausible_pose(rng)) for _ in range(3)]
+    noisy = people[0] + rng.normal(scale=0.02, size=(33, 3))
+    world = np.stack([*people, noisy, np.zeros((33, 3))])  # the last one collapsed
+    visibility = np.ones((5, 33))
+    visibility[1, :16] = 0.2  # the upper body barely seen
+    together = ik.fit_landmarks_batch(world, visibility)
+    for k, result in enumerate(together):
+        alone = ik.fit_landmarks(world[k], visibility[k])
+        # Equal up to rounding: the batched solves take other BLAS paths.
+        np.testing.assert_allclose(result.joints_m, alone.joints_m, atol=1e-7)
+        np.testing.assert_allclose(result.body_pose, alone.body_pose, atol=1e-7)
+        assert result.scale == pytest.approx(alone.scale)
+        assert result.fit_error_m == pytest.approx(alone.fit_error_m)
+    assert ik.fit_landmarks_batch(np.zeros((0, 33, 3)), np.zeros((0, 33))) == []
+    with pytest.raises(ValueError, match="non-finite"):
+        ik.fit_landmarks_batch(np.full((2, 33, 3), np.nan), np.ones((2, 33)))
+
+
+def test_the_torso_fit_brings_hips_and_shoulders_closer():
+    rng = np.random.default_rng(5)
+    torso = [J[n] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")]
+    for _ in range(5):
+        landmarks = ik.synthetic_landmarks(*_plausible_pose(rng))
+        landmarks += rng.normal(scale=0.03, size=landmarks.shape)
+        targets = ik.landmark_targets(landmarks)
+        errors = {}
+        for refine in (False, True):
+            result = ik.fit_landmarks(landmarks, np.ones(33), ik.IkConfig(refine_torso=refine))
+            scaled = targets[torso] / result.scale
+            errors[refine] = np.linalg.norm(result.joints_m[torso] - scaled, axis=1).mean()
+        assert errors[True] < errors[False]

@@ -84,3 +84,43 @@ def test_the_pipeline_drives_the_stage_by_the_contract(tmp_path):
     for calls_before, track_id in recorder.forgotten:
         assert all(track_id not in ids for _, ids in recorder.calls[calls_before:])
     assert result.rest_skeleton["kind"] == "builtin" and result.rest_skeleton["recorded"]
+
+
+class RecordingFramesReconstructor(RecordingReconstructor):
+    """The same, solving several frames per call (``FramesReconstructor``)."""
+
+    def __init__(self, inner: GroundTruthWorld) -> None:
+        super().__init__(inner)
+        self.batches: list[list[int]] = []
+
+    def reconstruct_frames(self, frames, camera):
+        self.batches.append([frame.index for frame, _ in frames])
+        return [self.reconstruct(frame, tracks, camera) for frame, tracks in frames]
+
+
+def test_frames_solved_together_give_what_frames_solved_one_by_one(tmp_path):
+    frames = 12
+    gt = tiny_ground_truth(frames)
+    scene = load_scene(write_scene(tmp_path, frames=frames, gt={"joints_cam": gt["joints_cam"]}))
+    config = RunConfig(segfollow=SegFollowConfig(birth_min_size_px=(10.0, 20.0)))
+    results = {}
+    recorders = {}
+    for name, kind in (("one", RecordingReconstructor), ("many", RecordingFramesReconstructor)):
+        world = GroundTruthWorld(scene)
+        recorders[name] = kind(world)
+        out = run_pipeline(
+            scene.video_path,
+            tmp_path / f"{name}.ram",
+            config=config,
+            stages=Backend("truth", world, world, recorders[name], {}, "test"),
+        )
+        results[name] = load_result(out)
+    batches = recorders["many"].batches
+    assert max(len(b) for b in batches) > 1  # frames did go together
+    assert [f for b in batches for f in b] == list(range(frames))  # every frame, in order
+    many = recorders["many"]
+    assert sorted(t for _, t in many.forgotten) == sorted(t for _, t in recorders["one"].forgotten)
+    for calls_before, track_id in many.forgotten:  # after the track's last reconstruction
+        assert all(track_id not in ids for _, ids in many.calls[calls_before:])
+    for column, values in results["one"].tracks.items():
+        np.testing.assert_array_equal(results["many"].tracks[column], values, err_msg=column)

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ram_core.body.skeleton import JOINT_INDEX, REST_JOINTS_M, builtin_rest_skeleton
-from ram_core.reconstruct.ik import DIRECT_JOINTS, LM, IkConfig, fit_landmarks
+from ram_core.body.skeleton import REST_JOINTS_M, builtin_rest_skeleton
+from ram_core.reconstruct.ik import (
+    DIRECT_JOINT_IDS,
+    DIRECT_LANDMARK_IDS,
+    IkConfig,
+    IkResult,
+    fit_landmarks_batch,
+)
 from ram_core.types import BodyEstimate, CameraIntrinsics, Frame, Observation, TrackObservation
 
 NUM_BETAS = 10
-
-_DIRECT_JOINT_IDS = np.array([JOINT_INDEX[n] for n in DIRECT_JOINTS])
-_DIRECT_LANDMARK_IDS = np.array([LM[n] for n in DIRECT_JOINTS])
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,36 @@ def translation_from_box(
     )
 
 
+@dataclass(frozen=True)
+class _Landmarks:
+    """One observation's landmarks, checked: world (33, 3), image_px (33, 2), visibility
+    (33,) in [0, 1]."""
+
+    world: np.ndarray
+    image_px: np.ndarray
+    visibility: np.ndarray
+
+
+def _usable_landmarks(
+    observation: Observation, config: LiteReconstructorConfig
+) -> _Landmarks | None:
+    """The observation's landmarks, or None when they are missing, malformed, not finite or
+    too faint to solve."""
+    marks = observation.landmarks
+    if marks is None:
+        return None
+    world = np.asarray(marks.world_m, dtype=np.float64)
+    image_px = np.asarray(marks.image_px, dtype=np.float64)
+    visibility = np.clip(np.asarray(marks.visibility, dtype=np.float64), 0.0, 1.0)
+    if world.shape != (33, 3) or image_px.shape != (33, 2) or visibility.shape != (33,):
+        return None
+    if not (np.all(np.isfinite(world)) and np.all(np.isfinite(image_px))):
+        return None
+    if float(visibility[DIRECT_LANDMARK_IDS].mean()) < config.min_mean_visibility:
+        return None
+    return _Landmarks(world, image_px, visibility)
+
+
 class LiteReconstructor:
     """``Reconstructor`` for the lite backend (landmark IK on the built-in skeleton).
 
@@ -128,7 +161,32 @@ class LiteReconstructor:
         self, frame: Frame, tracks: Sequence[TrackObservation], camera: CameraIntrinsics
     ) -> list[BodyEstimate | None]:
         """One estimate per track (see ``estimate``)."""
-        return [self.estimate(frame, track.observation, camera) for track in tracks]
+        return self.reconstruct_frames([(frame, tracks)], camera)[0]
+
+    def reconstruct_frames(
+        self,
+        frames: Sequence[tuple[Frame, Sequence[TrackObservation]]],
+        camera: CameraIntrinsics,
+    ) -> list[list[BodyEstimate | None]]:
+        """Per frame, one estimate per track; every person of every frame goes through one
+        batched IK solve (each person's estimate is their own landmarks' alone)."""
+        people = [track.observation for _, tracks in frames for track in tracks]
+        usable = [_usable_landmarks(observation, self.config) for observation in people]
+        solved = [i for i, marks in enumerate(usable) if marks is not None]
+        estimates: list[BodyEstimate | None] = [None] * len(people)
+        if solved:
+            fits = fit_landmarks_batch(
+                np.stack([usable[i].world for i in solved]),
+                np.stack([usable[i].visibility for i in solved]),
+                self.config.ik,
+            )
+            for i, ik in zip(solved, fits, strict=True):
+                estimates[i] = self._place(ik, usable[i], people[i], camera)
+        per_frame, start = [], 0
+        for _, tracks in frames:
+            per_frame.append(estimates[start : start + len(tracks)])
+            start += len(tracks)
+        return per_frame
 
     def forget(self, track_id: int) -> None:
         del track_id
@@ -138,28 +196,24 @@ class LiteReconstructor:
     ) -> BodyEstimate | None:
         """SMPL parameters in the camera frame, or None when the landmarks are missing or
         unusable (``frame`` is unused: the landmarks were found in the segmenter's pass)."""
-        del frame
-        cfg = self.config
-        marks = observation.landmarks
-        if marks is None:
-            return None
-        world = np.asarray(marks.world_m, dtype=np.float64)
-        image_px = np.asarray(marks.image_px, dtype=np.float64)
-        visibility = np.clip(np.asarray(marks.visibility, dtype=np.float64), 0.0, 1.0)
-        if world.shape != (33, 3) or image_px.shape != (33, 2) or visibility.shape != (33,):
-            return None
-        if not (np.all(np.isfinite(world)) and np.all(np.isfinite(image_px))):
-            return None
-        joint_visibility = visibility[_DIRECT_LANDMARK_IDS]
-        mean_visibility = float(joint_visibility.mean())
-        if mean_visibility < cfg.min_mean_visibility:
-            return None
+        track = TrackObservation(0, observation, np.asarray(observation.box_xyxy), 1.0)
+        return self.reconstruct(frame, [track], camera)[0]
 
-        ik = fit_landmarks(world, visibility, cfg.ik)
+    def _place(
+        self,
+        ik: IkResult,
+        marks: _Landmarks,
+        observation: Observation,
+        camera: CameraIntrinsics,
+    ) -> BodyEstimate:
+        """The solved skeleton put in the camera frame, with its confidence."""
+        cfg = self.config
+        joint_visibility = marks.visibility[DIRECT_LANDMARK_IDS]
+        mean_visibility = float(joint_visibility.mean())
         box = np.asarray(observation.box_xyxy, dtype=np.float64)
         box_height_px = max(float(box[3] - box[1]), 1.0)
-        joints = ik.joints_m[_DIRECT_JOINT_IDS]
-        pixels = image_px[_DIRECT_LANDMARK_IDS]
+        joints = ik.joints_m[DIRECT_JOINT_IDS]
+        pixels = marks.image_px[DIRECT_LANDMARK_IDS]
         seen = joint_visibility >= cfg.min_visibility
         offset = None
         if np.count_nonzero(seen) >= cfg.min_seen_joints:

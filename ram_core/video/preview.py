@@ -7,6 +7,7 @@ kinematics and projected through the run's camera, so it shows what Blender will
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -40,9 +41,13 @@ def draw_frame(
     """Draws masks, boxes, ids and skeletons of ``rows`` (indices into tracks) on a frame."""
     canvas = bgr.copy()
     if labels is not None:
+        ids = np.unique(labels)
+        palette = np.zeros((int(ids[-1]) + 1, 3), np.uint8)
+        for track_id in ids[ids > 0]:
+            palette[track_id] = track_color_bgr8(int(track_id))
+        masked = labels > 0
         overlay = canvas.copy()
-        for track_id in np.unique(labels[labels > 0]):
-            overlay[labels == track_id] = track_color_bgr8(int(track_id))
+        overlay[masked] = palette[labels[masked]]
         canvas = cv2.addWeighted(overlay, _MASK_ALPHA, canvas, 1 - _MASK_ALPHA, 0)
     scale = max(1, round(canvas.shape[0] / 360))
     for i in rows:
@@ -93,13 +98,18 @@ def write_preview(
     if not writer.isOpened():
         raise OSError(f"could not open {video_path} for writing")
     progress.stage("preview", total=stop - first)
+    # The encoder lets go of the interpreter lock: a frame is encoded while the next is drawn.
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-preview")
+    encoding: Future | None = None
     try:
         for frame in stream_frames(info, first, stop):
             mask_file = result_dir / "masks" / f"{frame.index:06d}.png"
             labels = read_mask(result_dir, frame.index) if mask_file.exists() else None
             bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
             drawn = draw_frame(bgr, labels, rows_by_frame.get(frame.index, []), tracks, joints_px)
-            writer.write(drawn)
+            if encoding is not None:
+                encoding.result()
+            encoding = encoder.submit(writer.write, drawn)
             if frame.index in sheet_at:
                 tile = drawn.copy()
                 cv2.putText(
@@ -108,7 +118,10 @@ def write_preview(
                 )  # fmt: skip
                 sheet.append(tile)
             progress.advance()
+        if encoding is not None:
+            encoding.result()
     finally:
+        encoder.shutdown(wait=True)
         writer.release()
 
     sheet_path = result_dir / PREVIEW_SHEET
