@@ -578,7 +578,9 @@ class SegFollow:
             memory=np.asarray(obs.appearance, dtype=np.float32).copy(),
             confirmed=self.config.n_init <= 1,
             reliable_streak=1 if obs.quality > self.config.reliable_quality else 0,
-            tallest_px=float(box_xyxy[3] - box_xyxy[1]),
+            # The mask's box, as every later frame's: the detector's box can be a fifth
+            # taller, and would let the person in front pass the height gate.
+            tallest_px=float(obs.box_xyxy[3] - obs.box_xyxy[1]),
         )
         self.tracks[track.track_id] = track
         self._next_id += 1
