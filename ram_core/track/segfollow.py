@@ -424,8 +424,15 @@ class SegFollow:
             track.reliable_streak += 1
             # Only reliable associations correct the motion model (confidence gate), and
             # only whole views: the box of a half-hidden person moves with the occluder's
-            # edge, not with the person, and would teach the filter a false velocity.
-            if visible_ratio >= cfg.kalman_min_visible:
+            # edge, not with the person, and would teach the filter a false velocity. A
+            # person found again after hiding corrects it from any view not counted as
+            # occluded: the coasted box has drifted and widened, so a whole view can look
+            # small beside it, and without the correction the track's own prompts keep
+            # looking where the person is not.
+            returning = track.frames_since_seen > 0
+            if visible_ratio >= cfg.kalman_min_visible or (
+                returning and visible_ratio >= cfg.occluded_below_visible
+            ):
                 track.mean, track.cov = kalman.update(
                     track.mean, track.cov, xyxy_to_xyah(obs.box_xyxy)
                 )
