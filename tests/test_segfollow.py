@@ -8,6 +8,7 @@ from scripted_world import (
     run,
 )
 
+from ram_core.detect.boxes import box_area
 from ram_core.track.segfollow import SegFollow, SegFollowConfig
 from ram_core.types import Detection, Frame, Observation
 
@@ -379,3 +380,58 @@ def test_a_much_taller_mask_is_not_the_tracks_person():
     assert tf.observation is not None
     with pytest.raises(ValueError, match="max_height_growth"):
         SegFollowConfig(max_height_growth=0.9)
+
+
+def test_the_height_gate_starts_from_the_mask_not_the_detectors_looser_box():
+    # The detector boxed the person 30 px taller than their mask (150 px). Once the motion
+    # model has settled on the mask's height, a mask a little over 1.35 x 150 px tall (the
+    # person in front) must stay out, as it would after a tight detector box.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0))
+    seg.next_obs = _obs(100.0)
+    loose = np.array([95.0, 80.0, 155.0, 260.0])
+    (born,) = tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(loose, 0.9)])
+    track = tracker.tracks[born.track_id]
+    assert track.tallest_px == pytest.approx(150.0)
+    for i in range(1, 15):
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    assert track.mean[3] < 155.0
+    near = _obs(100.0)
+    taller = np.array([100.0, 40.0, 150.0, 40.0 + 1.4 * 155.0])
+    seg.next_obs = Observation(near.mask, taller, 0.9, 2.0, near.appearance)
+    (tf,) = tracker.step(Frame(15, np.zeros((360, 640, 3), np.uint8)))
+    assert tf.observation is None
+
+
+def test_a_returning_person_re_anchors_the_motion_model():
+    # Hidden for 30 frames the coasted box drifts on and widens; the person comes back
+    # elsewhere, whole but narrower than that box (visible share 0.4-0.6 of it). That
+    # view corrects the Kalman state, so the track's own prompt looks where they are.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0, max_hidden_s=3.0), fps=24)
+    track = _born(tracker, seg)
+    for i in range(1, 8):  # walking right, 3 px a frame
+        seg.next_obs = _obs(100.0 + 3 * i)
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    seg.next_obs = None
+    for i in range(8, 38):
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    track.mean[2] *= 1.8  # the coasted box has grown wider than the person
+    back = _obs(100.0 + 3 * 38 + 40.0)  # out again, further on than the walk predicts
+    seg.next_obs = back
+    predicted_area = float(box_area(track.predicted_box))
+    share = float(box_area(back.box_xyxy)) / predicted_area
+    assert tracker.config.occluded_below_visible <= share < tracker.config.kalman_min_visible
+    (tf,) = tracker.step(Frame(38, np.zeros((360, 640, 3), np.uint8)))
+    assert tf.observation is back and not tf.occluded
+    centre = 0.5 * (back.box_xyxy[0] + back.box_xyxy[2])
+    assert abs(track.mean[0] - centre) < 5.0  # anchored on the view, not left behind
+    # A person merely partly hidden while tracked (seen the frame before) still does not
+    # correct it with that view.
+    seg.next_obs = _obs(centre - 25.0 + 3.0)
+    tracker.step(Frame(39, np.zeros((360, 640, 3), np.uint8)))
+    track.mean[2] *= 1.8
+    before = track.mean[0]
+    seg.next_obs = _obs(centre - 25.0 + 30.0)
+    tracker.step(Frame(40, np.zeros((360, 640, 3), np.uint8)))
+    assert abs(track.mean[0] - before) < 10.0
