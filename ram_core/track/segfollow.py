@@ -71,7 +71,11 @@ class SegFollowConfig:
     """A track and a candidate below this fused score are not the same person."""
     kalman_min_visible: float = 0.6
     """A view whose box area is below this share of the predicted box does not correct the
-    Kalman state (the person is partly hidden)."""
+    Kalman state (the person is partly hidden), unless the person was hidden the frame
+    before and the view is not counted as occluded (``occluded_below_visible``): a coasted
+    box drifts and widens, and a whole view can look small beside it. Re-anchoring there
+    took the seed-23 and seed-31 pillar scenes from 86.4% to 90.3% and 90.2% to 92.2% MOTA;
+    the eleven first scenes are unchanged."""
     occluded_below_visible: float = 0.4
     """Below this share of the predicted box area a matched person counts as occluded."""
     gate_chi2: float = 9.2103
