@@ -538,21 +538,21 @@ def _reconstruct_frames(
     camera: CameraIntrinsics,
 ) -> list[list[BodyEstimate | None]]:
     """Estimates for each frame's tracks, frames in order. ``frames``: (frame, its tracks,
-    the tracks that ended after it), and those are forgotten after their frame. A
-    ``FramesReconstructor`` solves the frames in one call."""
-    together = isinstance(reconstructor, FramesReconstructor)
-    if together:
+    the tracks that ended after it); those are forgotten once the frames are solved (an
+    ended track is in no later frame). A ``FramesReconstructor`` solves them in one call."""
+    if isinstance(reconstructor, FramesReconstructor):
         estimates_of = reconstructor.reconstruct_frames(
             [(frame, tracks) for frame, tracks, _ in frames], camera
         )
     else:
-        estimates_of = []
-    for k, (frame, tracks, ended) in enumerate(frames):
-        if not together:
-            estimates_of.append(reconstructor.reconstruct(frame, tracks, camera) if tracks else [])
-        if len(estimates_of[k]) != len(tracks):
+        estimates_of = [
+            reconstructor.reconstruct(frame, tracks, camera) if tracks else []
+            for frame, tracks, _ in frames
+        ]
+    for (_, tracks, ended), estimates in zip(frames, estimates_of, strict=True):
+        if len(estimates) != len(tracks):
             raise RuntimeError(
-                f"the reconstructor gave {len(estimates_of[k])} estimates for {len(tracks)} tracks"
+                f"the reconstructor gave {len(estimates)} estimates for {len(tracks)} tracks"
             )
         for track_id in ended:
             reconstructor.forget(track_id)
