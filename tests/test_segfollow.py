@@ -196,6 +196,34 @@ def test_config_rejects_nonsense():
         SegFollowConfig(n_init=0)
 
 
+def test_a_returning_sliver_does_not_re_anchor_the_motion_model():
+    # The coasted box shrank with the partial views before the person vanished; what the
+    # crop finds next to the occluder is a sliver far shorter than the person (150 px).
+    # Its share of the shrunken box passes the returning test's area bound, but it must not
+    # pull the motion model onto it.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0), fps=24)
+    track = _born(tracker, seg)
+    for i in range(1, 8):
+        seg.next_obs = _obs(100.0)
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    seg.next_obs = None
+    for i in range(8, 18):
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    track.mean[3] *= 0.55  # the ratchet of partial views
+    centre_x, centre_y = float(track.mean[0]), float(track.mean[1])
+    sliver_box = np.array([centre_x + 8.0, centre_y - 35.0, centre_x + 23.0, centre_y + 35.0])
+    mask = np.zeros((360, 640), bool)
+    x0, y0, x1, y1 = (int(v) for v in sliver_box)
+    mask[y0:y1, x0:x1] = True
+    share = float(box_area(sliver_box)) / float(box_area(track.predicted_box))
+    assert tracker.config.occluded_below_visible <= share < tracker.config.kalman_min_visible
+    seg.next_obs = Observation(mask, sliver_box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
+    (tf,) = tracker.step(Frame(18, np.zeros((360, 640, 3), np.uint8)))
+    assert tf.observation is not None  # found, as a partial view
+    assert abs(track.mean[0] - centre_x) < 3.0  # the motion model stays where it was
+
+
 # ---------------------------------------------------------------- memory segmenters (SAM2)
 
 
@@ -330,32 +358,51 @@ def test_hidden_tracks_compete_for_a_returning_person_whatever_the_time_hidden()
 
 class _SplitPersonSegmenter:
     """Two detection prompts whose disjoint masks (an exclusive segmenter's) show two
-    halves of one body, each with the pose its crop found."""
+    halves of one body, each with the pose its crop found (a second pose whose ankles are
+    ``second_feet_drop`` rows lower stands somewhere else)."""
 
-    def __init__(self, second_torso_x: float):
+    def __init__(self, second_torso_x: float, second_feet_drop: float = 0.0):
         self.second_torso_x = second_torso_x
+        self.second_feet_drop = second_feet_drop
 
     def segment(self, frame, prompts):
         from ram_core.types import PoseLandmarks
 
-        def half(rows, torso_x):
+        def half(rows, torso_x, feet_drop=0.0):
             mask = np.zeros((360, 640), bool)
             mask[rows, 100:150] = True
             points = np.tile([[torso_x, 170.0]], (33, 1))
+            points[[27, 28], 1] += feet_drop
             landmarks = PoseLandmarks(points, np.ones(33), np.zeros((33, 3)))
             box = np.array([100.0, rows.start, 150.0, rows.stop])
             return Observation(mask, box, 0.9, 2.0, np.ones(2, np.float32), landmarks)
 
-        halves = [half(slice(100, 175), 125.0), half(slice(175, 250), self.second_torso_x)]
+        halves = [
+            half(slice(100, 175), 125.0),
+            half(slice(175, 250), self.second_torso_x, self.second_feet_drop),
+        ]
         return [[h] for h in halves[: len(prompts)]]
 
     def appearance_similarity(self, memory, appearance):
         return 1.0
 
 
-@pytest.mark.parametrize(("second_torso_x", "births"), [(128.0, 1), (400.0, 2)])
-def test_a_detection_whose_pose_is_anothers_starts_no_track(second_torso_x, births):
-    tracker = SegFollow(_SplitPersonSegmenter(second_torso_x), SegFollowConfig())
+@pytest.mark.parametrize(
+    ("second_torso_x", "second_feet_drop", "births"),
+    [
+        (128.0, 0.0, 1),  # one body found twice
+        (400.0, 0.0, 2),  # two people side by side
+        # Torsos in one place, feet 0.4 box heights apart: a person standing behind
+        # another, as a far look-alike behind a walker.
+        (128.0, 30.0, 2),
+    ],
+)
+def test_a_detection_whose_pose_is_anothers_starts_no_track(
+    second_torso_x, second_feet_drop, births
+):
+    tracker = SegFollow(
+        _SplitPersonSegmenter(second_torso_x, second_feet_drop), SegFollowConfig()
+    )
     detections = [
         Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.95),
         Detection(np.array([90.0, 120.0, 160.0, 300.0]), 0.7),  # spans this one and more
