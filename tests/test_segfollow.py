@@ -196,6 +196,23 @@ def test_config_rejects_nonsense():
         SegFollowConfig(n_init=0)
 
 
+@pytest.mark.parametrize(("x", "found"), [(600.0, False), (300.0, True)])
+def test_a_much_shorter_mask_at_the_frames_side_is_not_the_tracks_person(x, found):
+    # A person (150 px) leaving the 640 px frame on the right keeps their height while the
+    # edge cuts their width; the crop then shows someone farther away, half as tall. Away
+    # from the side, a short mask is the person partly hidden, and is still theirs.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0))
+    track = _born(tracker, seg, x=x)
+    farther = np.array([x, 175.0, x + 40.0, 250.0])
+    mask = np.zeros((360, 640), bool)
+    mask[175:250, int(x) : int(x) + 40] = True
+    seg.next_obs = Observation(mask, farther, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
+    (tf,) = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)))
+    assert (tf.observation is not None) is found
+    assert track.frames_since_seen == (0 if found else 1)
+
+
 def test_a_returning_sliver_does_not_re_anchor_the_motion_model():
     # The coasted box shrank with the partial views before the person vanished; what the
     # crop finds next to the occluder is a sliver far shorter than the person (150 px).

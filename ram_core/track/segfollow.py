@@ -259,7 +259,9 @@ class SegFollow:
             ]
         )
 
-        s_mask, s_kf, s_fused, feasible = self._scores(track_list, candidates)
+        s_mask, s_kf, s_fused, feasible = self._scores(
+            track_list, candidates, frame.rgb.shape[1]
+        )
         matches = self._assign(s_fused, feasible, [t.frames_since_seen for t in track_list])
 
         results: list[TrackFrame] = []
@@ -352,7 +354,7 @@ class SegFollow:
         return smaller > 0 and inter / smaller >= self.config.duplicate_overlap
 
     def _scores(
-        self, tracks: list[Track], candidates: list[_Candidate]
+        self, tracks: list[Track], candidates: list[_Candidate], frame_width: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """s_mask, s_kf, s_fused and feasibility, each (tracks, candidates)."""
         cfg = self.config
@@ -385,6 +387,12 @@ class SegFollow:
             # person in front, whom the crop of someone going behind them shows.
             tallest = max(float(track.mean[3]), track.tallest_px)
             feasible[r] &= cand_heights <= cfg.max_height_growth * tallest
+            # Nor does anyone shrink by as much while crossing the frame's side: the edge
+            # cuts a leaving person's width, not their height, so a much shorter mask is
+            # someone farther away whom their crop now shows.
+            x0, _, x1, _ = track.predicted_box
+            if x0 < 0 or x1 > frame_width:
+                feasible[r] &= cand_heights * cfg.max_height_growth >= float(track.mean[3])
             if track.reliable_streak >= cfg.tau_kf:
                 s_fused[r] = cfg.alpha * s_mask[r] + (1 - cfg.alpha) * s_kf[r]
             else:
