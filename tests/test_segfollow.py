@@ -213,6 +213,26 @@ def test_a_much_shorter_mask_at_the_frames_side_is_not_the_tracks_person(x, foun
     assert track.frames_since_seen == (0 if found else 1)
 
 
+@pytest.mark.parametrize("weight", [0.5, 0.0])
+def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weight):
+    # A small person's mask misses their thin limbs: the detector's box is 5 px wider on
+    # each side. Rows report the mask's box so widened, also between detections; the
+    # observation (and the motion model) keep the mask's box.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(detector_box_weight=weight))
+    seg.next_obs = _obs(100.0)
+    wide = Detection(np.array([95.0, 100.0, 155.0, 250.0]), 0.9)
+    (born,) = tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [wide])
+    seg.next_obs = _obs(103.0)
+    (later,) = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)))
+    widen = 5.0 if weight else 0.0
+    assert born.box_xyxy == pytest.approx([100.0 - widen, 100.0, 150.0 + widen, 250.0])
+    assert later.box_xyxy == pytest.approx([103.0 - widen, 100.0, 153.0 + widen, 250.0])
+    assert later.observation.box_xyxy == pytest.approx([103.0, 100.0, 153.0, 250.0])
+    with pytest.raises(ValueError, match="detector_box_weight"):
+        SegFollowConfig(detector_box_weight=1.5)
+
+
 def test_a_returning_sliver_does_not_re_anchor_the_motion_model():
     # The coasted box shrank with the partial views before the person vanished; what the
     # crop finds next to the occluder is a sliver far shorter than the person (150 px).

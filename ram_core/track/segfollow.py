@@ -32,12 +32,12 @@ lie in the frame as positive point prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ram_core.detect.boxes import box_area, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from ram_core.detect.boxes import box_area, clip_box, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
 from ram_core.detect.keypoint_rcnn import COCO_KEYPOINTS, PROMPT_KEYPOINTS
 from ram_core.track import kalman
 from ram_core.types import (
@@ -140,6 +140,17 @@ class SegFollowConfig:
     through. Chosen on a look-alike scene of another seed (31), where the far person's track
     took the near one's body (9 ID switches, 2 with the gate); the eleven first scenes are
     unchanged by it."""
+    detector_box_weight: float = 0.5
+    """A track learns how far the detector's box of its person reaches left and right of
+    its mask's box (in mask heights: an EMA with this weight, 0 = off), from detection
+    frames where a detection pairs with its whole view at IoU >= 0.5, and its rows report
+    the mask's box widened (or narrowed) by that. BlazePose's masks of people 40-80 px tall
+    miss the thin limbs: they are 60-80% as wide as the person, and as high. On the tuning
+    scenes with YOLOv4-tiny, small_people went from 63.3% to 74.0% MOTA, the first scenes'
+    mean from 89.7% to 90.7%, seed 23's from 91.2% to 94.0%; correcting the top and bottom
+    too gave 90.8% and 91.8%."""
+    detector_box_max_margin: float = 0.25
+    """The largest correction of a side, in mask heights."""
     prompt_detection_iou: float = 0.5
     """A detection this close to a track's predicted box adds no prompt of its own."""
     prompt_keypoint_min_score: float = 0.88
@@ -155,6 +166,8 @@ class SegFollowConfig:
             raise ValueError("tau_kf >= 0, n_init >= 1 and max_hidden_s > 0 are required")
         if self.tentative_max_misses < 0:
             raise ValueError("tentative_max_misses must be >= 0")
+        if not 0.0 <= self.detector_box_weight <= 1.0 or self.detector_box_max_margin < 0:
+            raise ValueError("need 0 <= detector_box_weight <= 1 and detector_box_max_margin >= 0")
         if self.birth_same_pose < 0 or self.birth_same_feet < 0:
             raise ValueError("birth_same_pose and birth_same_feet must be >= 0")
         if self.max_height_growth < 1.0:
@@ -187,6 +200,9 @@ class Track:
     tentative_misses: int = 0
     tallest_px: float = 0.0
     """The tallest box the person has had: a re-emerging person grows back to it."""
+    side_margins: np.ndarray | None = None
+    """(2,) how far the detector's box reaches left of and right of the mask's box (x0 and
+    x1 offsets), in mask heights."""
 
     @property
     def predicted_box(self) -> np.ndarray:
@@ -286,7 +302,8 @@ class SegFollow:
         self._remove_ended()
         results = [r for r in results if r.track_id in self.tracks]
         results += self._births(candidates, matched_candidates, detections, frame.index)
-        return results
+        height, width = frame.rgb.shape[:2]
+        return [self._detector_sized(row, detections, width, height) for row in results]
 
     # -- scoring and assignment ---------------------------------------------------------
     def _birth_sized(self, detection: Detection) -> bool:
@@ -429,6 +446,40 @@ class SegFollow:
                     matches[int(rows[r])] = int(cols[c])
                     free_cols[cols[c]] = False
         return matches
+
+    def _detector_sized(
+        self, row: TrackFrame, detections: Sequence[Detection], width: int, height: int
+    ) -> TrackFrame:
+        """The row with its mask's box widened by the track's detector margins, which a
+        detection of this whole view updates first (``detector_box_weight``). Only the
+        reported box changes: the motion model and the gates keep the mask's."""
+        cfg = self.config
+        track = self.tracks.get(row.track_id)
+        if cfg.detector_box_weight == 0 or track is None or row.observation is None:
+            return row
+        box = np.asarray(row.observation.box_xyxy, dtype=np.float64)
+        box_height = max(float(box[3] - box[1]), 1.0)
+        if detections and not row.occluded:
+            det_boxes = np.array([d.box_xyxy for d in detections], dtype=np.float64)
+            overlaps = iou_matrix(box, det_boxes)[0]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= 0.5:
+                margins = np.clip(
+                    (det_boxes[best][[0, 2]] - box[[0, 2]]) / box_height,
+                    -cfg.detector_box_max_margin,
+                    cfg.detector_box_max_margin,
+                )
+                if track.side_margins is not None:
+                    weight = cfg.detector_box_weight
+                    margins = weight * margins + (1 - weight) * track.side_margins
+                track.side_margins = margins
+        if track.side_margins is None:
+            return row
+        widened = box.copy()
+        widened[[0, 2]] += track.side_margins * box_height
+        if widened[2] <= widened[0]:
+            return row
+        return replace(row, box_xyxy=clip_box(widened, width, height))
 
     # -- track updates ------------------------------------------------------------------
     def _hit(
