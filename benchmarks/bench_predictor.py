@@ -50,15 +50,9 @@ STRIDE = 6
 
 def track_motions(result) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per track: recon pose (T, 24, 3), recon transl (T, 3), observed (T,), frame order."""
-    tracks = []
-    for track_id in result.track_ids():
-        rows = result.track(int(track_id))
-        pose = np.concatenate(
-            [rows["recon_global_orient"][:, None], rows["recon_body_pose"]], axis=1
-        ).astype(np.float64)
-        observed = rows["recon_valid"] & ~rows["occluded"]
-        tracks.append((pose, rows["recon_transl"].astype(np.float64), observed))
-    return tracks
+    from ram_core.train.motion_data import recon_motion
+
+    return [recon_motion(result.track(int(track_id))) for track_id in result.track_ids()]
 
 
 def joints_of(pose: np.ndarray) -> np.ndarray:

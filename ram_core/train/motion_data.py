@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -240,6 +240,16 @@ def reconstruct_scene(
     return run_pipeline(scene.video_path, out, backend="lite", end=frames, config=config)
 
 
+def recon_motion(rows: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One track's rows of a result -> its reconstruction before the Predictor and
+    Combiner: pose (T, 24, 3) axis-angle, transl (T, 3), and which rows saw the person (T,)."""
+    pose = np.concatenate(
+        [rows["recon_global_orient"][:, None], rows["recon_body_pose"]], axis=1
+    ).astype(np.float64)
+    observed = rows["recon_valid"] & ~rows["occluded"]
+    return pose, rows["recon_transl"].astype(np.float64), observed
+
+
 def result_clips(result_dir: str | Path, min_frames: int = MIN_CLIP_FRAMES) -> list[MotionClip]:
     """Each track's runs of observed frames in a result folder (the reconstruction, before
     the Predictor and Combiner)."""
@@ -250,12 +260,8 @@ def result_clips(result_dir: str | Path, min_frames: int = MIN_CLIP_FRAMES) -> l
     clips = []
     for track_id in result.track_ids():
         rows = result.track(int(track_id))
-        pose = np.concatenate(
-            [rows["recon_global_orient"][:, None], rows["recon_body_pose"]], axis=1
-        ).astype(np.float64)
-        transl = rows["recon_transl"].astype(np.float64)
+        pose, transl, observed = recon_motion(rows)
         # Consecutive frames only: a track's rows may skip frames.
-        observed = rows["recon_valid"] & ~rows["occluded"]
         gaps = np.flatnonzero(np.diff(rows["frame"]) != 1) + 1
         for piece in np.split(np.arange(len(observed)), gaps):
             for start, stop in true_runs(observed[piece], min_frames):
