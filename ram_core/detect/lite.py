@@ -401,8 +401,8 @@ class YoloV4TinyDetector:
         # Each row: centre x, centre y, width, height (of the frame), objectness, then the
         # class scores, already multiplied by the objectness.
         scores = rows[:, 5 + _YOLO_PERSON_CLASS].astype(np.float64)
-        rows = rows[scores >= self.config.score_threshold]
-        scores = scores[scores >= self.config.score_threshold]
+        keep = scores >= self.config.score_threshold
+        rows, scores = rows[keep], scores[keep]
         cx, cy = rows[:, 0] * width, rows[:, 1] * height
         w, h = rows[:, 2] * width, rows[:, 3] * height
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
