@@ -9,7 +9,7 @@ from scripted_world import (
 )
 
 from ram_core.detect.boxes import box_area
-from ram_core.track.segfollow import SegFollow, SegFollowConfig
+from ram_core.track.segfollow import SegFollow, SegFollowConfig, edge_completed_box
 from ram_core.types import Detection, Frame, Observation
 
 RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)
@@ -96,6 +96,36 @@ def test_late_entry_gets_a_new_track_and_exit_ends_one():
     assert tracker.max_age == 20
     assert leaver not in tracker.tracks  # ended after 20 frames without the person
     assert leaver not in followed[119]
+
+
+def test_a_person_leaving_at_the_side_ends_their_track_and_leaves_the_next_one_theirs():
+    # The frame's side cuts the leaver's mask; that must not read as walking back in. Their
+    # track coasts out and ends there, and a look-alike who then walks in from the same side
+    # gets a track of their own.
+    world = ScriptedWorld(
+        [
+            ScriptedPerson(1, GREEN, depth=7, path=linear_path((500, 190), (6, 0))),
+            ScriptedPerson(2, GREEN, depth=7, path=linear_path((650, 195), (-4, 0), first=36)),
+        ]
+    )
+    tracker = SegFollow(world, fps=24.0)
+    followed = run(world, tracker, range(80))
+    assert_one_person_per_track(followed, 2)
+    leaver = next(t for t in confirmed_ids(followed) if identity_of(followed, t) == {1})
+    last_row = max(f for f, tr in followed.items() if leaver in tr)
+    assert last_row <= 33  # the box is wholly past the side at frame 29, not 3 s later
+
+
+def test_a_box_cut_by_the_frames_side_is_completed_past_it():
+    # 20 px of a 40 x 100 person at each side; a box touching neither side, or both, stays.
+    assert edge_completed_box(np.array([0.0, 50, 20, 150]), 0.4, 640) == pytest.approx(
+        [-20.0, 50, 20, 150]
+    )
+    assert edge_completed_box(np.array([620.0, 50, 640, 150]), 0.4, 640) == pytest.approx(
+        [620.0, 50, 660, 150]
+    )
+    for box in ([300.0, 50, 340, 150], [0.0, 0, 640, 360], [0.0, 50, 60, 150]):
+        assert edge_completed_box(np.array(box), 0.4, 640) == pytest.approx(box)
 
 
 class _OnePersonSegmenter:
@@ -231,6 +261,36 @@ def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weigh
     assert later.observation.box_xyxy == pytest.approx([103.0, 100.0, 153.0, 250.0])
     with pytest.raises(ValueError, match="detector_box_weight"):
         SegFollowConfig(detector_box_weight=1.5)
+
+
+def test_the_box_widens_only_from_a_detection_of_one_person_alone():
+    world = ScriptedWorld(
+        [
+            ScriptedPerson(1, RED, depth=5, path=linear_path((200, 200), (0, 0))),
+            ScriptedPerson(2, BLUE, depth=5, path=linear_path((300, 200), (0, 0))),
+        ]
+    )
+    tracker = SegFollow(world)
+    for f in range(3):
+        tracker.step(world.render(f), world.detect(world.render(f)))
+    left, right = sorted(tracker.tracks.values(), key=lambda t: t.mean[0])
+    mask_of = {1: [170.0, 120.0, 230.0, 280.0], 2: [270.0, 120.0, 330.0, 280.0]}
+
+    def boxes(rows):
+        return {row.track_id: list(row.box_xyxy) for row in rows}
+
+    # A box around the left person that reaches into the right one's (the detector boxing
+    # two people at once) teaches nothing; a box narrower than a mask does not narrow it.
+    spanning = Detection(np.array([160.0, 120.0, 280.0, 280.0]), 0.9)
+    narrow = Detection(np.array([280.0, 120.0, 320.0, 280.0]), 0.9)
+    rows = boxes(tracker.step(world.render(3), [spanning, narrow]))
+    assert rows[left.track_id] == pytest.approx(mask_of[1])
+    assert rows[right.track_id] == pytest.approx(mask_of[2])
+    # The left person's own box, 10 px past the mask on each side: half of it (the EMA).
+    alone = Detection(np.array([160.0, 120.0, 240.0, 280.0]), 0.9)
+    rows = boxes(tracker.step(world.render(4), [alone]))
+    assert rows[left.track_id] == pytest.approx([165.0, 120.0, 235.0, 280.0])
+    assert rows[right.track_id] == pytest.approx(mask_of[2])
 
 
 def test_a_returning_sliver_does_not_re_anchor_the_motion_model():
@@ -437,9 +497,7 @@ class _SplitPersonSegmenter:
 def test_a_detection_whose_pose_is_anothers_starts_no_track(
     second_torso_x, second_feet_drop, births
 ):
-    tracker = SegFollow(
-        _SplitPersonSegmenter(second_torso_x, second_feet_drop), SegFollowConfig()
-    )
+    tracker = SegFollow(_SplitPersonSegmenter(second_torso_x, second_feet_drop), SegFollowConfig())
     detections = [
         Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.95),
         Detection(np.array([90.0, 120.0, 160.0, 300.0]), 0.7),  # spans this one and more
