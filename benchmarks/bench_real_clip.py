@@ -62,8 +62,8 @@ PHALP_DETECTOR = {
 
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
-# The last commit with SSDLite as the default detector (YOLOv4-tiny since).
-BASELINE_REVISION = "b0612db"
+# The previous stop's last commit.
+BASELINE_REVISION = "ce640ef"
 
 
 def fetch_clip() -> Path:
