@@ -36,6 +36,7 @@ from ram_core import __version__
 from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.config import RunConfig, config_to_dict
 from ram_core.detect.boxes import bridge_gaps
+from ram_core.detect.regions import detect_in_windows, merge_windows
 from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
 from ram_core.io.result import CAMERA_FILE_NAME, TRACK_ARRAYS, ResultWriter, check_output_path
@@ -586,6 +587,9 @@ def _track_frames(
     with contextlib.closing(frames):  # a failure stops the detector's thread now
         for frame, detecting in frames:
             detections = None if detecting is None else detecting.result()
+            if detections is None:
+                offset = frame.index - first
+                detections = _search_hidden(frame, offset, tracker, parts, config, timer)
 
             t0 = time.perf_counter()
             segment_before = timer.seconds["segment"]
@@ -603,6 +607,43 @@ def _track_frames(
                 release(pending.popleft())
             progress.advance()
     return live
+
+
+def _search_hidden(
+    frame: Frame,
+    offset: int,
+    tracker: FrameTracker,
+    parts: Backend,
+    config: RunConfig,
+    timer: StageTimer,
+) -> list[Detection] | None:
+    """Detections in windows around where the hidden people may be in ``frame`` (the
+    tracker's ``search_regions``), on a frame the regular detection skips; None where the
+    frame is not searched (``PipelineConfig.search_every``), nobody is hidden, or the
+    backend has no detector of its own for searches.
+
+    It runs here, before the frame is tracked, on the search's own detector: a few small
+    windows cost less than a third thread beside the segmenter's two would."""
+    settings = config.pipeline
+    search_regions = getattr(tracker, "search_regions", None)
+    if (
+        parts.search_detector is None
+        or search_regions is None
+        or settings.search_every == 0
+        or offset % settings.search_every
+    ):
+        return None
+    regions = search_regions()
+    if not regions:
+        return None
+    t0 = time.perf_counter()
+    height, width = frame.rgb.shape[:2]
+    windows = merge_windows(regions, width, height, settings.search_min_window_px)
+    found = detect_in_windows(
+        parts.search_detector, frame, windows, settings.search_full_frame_share
+    )
+    timer.add("search", time.perf_counter() - t0)
+    return found
 
 
 def _frames_with_detections(

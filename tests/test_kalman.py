@@ -57,3 +57,21 @@ def test_box_conversions_and_iou():
     mask[5:9, 10:30] = True
     np.testing.assert_array_equal(mask_box(mask), [10, 5, 30, 9])
     assert mask_box(np.zeros((3, 3), bool)) is None
+
+
+def test_the_gates_extent_is_the_box_around_its_ellipse():
+    mean, cov = kalman.initiate(np.array([100.0, 80.0, 0.4, 120.0]))
+    cov[0, 1] = cov[1, 0] = 0.5 * np.sqrt(cov[0, 0] * cov[1, 1])  # a tilted ellipse
+    chi2 = 9.21
+    half_w, half_h = kalman.gate_half_extent(mean, cov, chi2)
+    _, s = kalman.project(mean, cov)
+    # The ellipse's rightmost and lowest points lie on the gate, at the extent.
+    right = mean[:2] + np.array([half_w, s[0, 1] / s[0, 0] * half_w])
+    low = mean[:2] + np.array([s[0, 1] / s[1, 1] * half_h, half_h])
+    np.testing.assert_allclose(kalman.position_distance(mean, cov, np.array([right, low])), chi2)
+    # Nothing beyond the extent passes the gate.
+    rng = np.random.default_rng(0)
+    extent = np.array([half_w, half_h])
+    outside = mean[:2] + rng.uniform(-3, 3, size=(500, 2)) * extent
+    beyond = (np.abs(outside - mean[:2]) > extent).any(axis=1)
+    assert (kalman.position_distance(mean, cov, outside)[beyond] > chi2).all()

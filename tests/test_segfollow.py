@@ -577,3 +577,91 @@ def test_a_returning_person_re_anchors_the_motion_model():
     seg.next_obs = _obs(centre - 25.0 + 30.0)
     tracker.step(Frame(40, np.zeros((360, 640, 3), np.uint8)))
     assert abs(track.mean[0] - before) < 10.0
+
+
+def _turning_back_behind_a_pillar():
+    # The walker goes behind a pillar, turns there and comes out the way they went in:
+    # their track's motion model looks for them on the pillar's far side.
+    def walker(frame: int):
+        x = 150 + 4 * frame if frame <= 40 else 310 - 4 * (frame - 40)
+        return (x, 195.0)
+
+    pillar_path = linear_path((320, 200), (0, 0))
+    pillar = ScriptedPerson(1, GREEN, depth=4, path=pillar_path, size=(120, 170))
+    return ScriptedWorld([pillar, ScriptedPerson(2, RED, depth=9, path=walker)])
+
+
+def _inside_any(box, windows) -> bool:
+    return any(np.all(box[:2] >= w[:2]) and np.all(box[2:] <= w[2:]) for w in windows)
+
+
+def _run_searching(world, tracker, frames, detect_every, search):
+    """``run`` with the pipeline's search between detections: the detector sees only the
+    people wholly inside the windows around the hidden tracks' ``search_regions``."""
+    from scripted_world import HEIGHT, WIDTH
+
+    from ram_core.detect.regions import merge_windows
+
+    followed = {}
+    for f in frames:
+        frame = world.render(f)
+        detections = world.detect(frame) if f % detect_every == 0 else None
+        if detections is None and search:
+            windows = merge_windows(tracker.search_regions(), WIDTH, HEIGHT, 128.0)
+            detections = [d for d in world.detect(frame) if _inside_any(d.box_xyxy, windows)]
+        out = tracker.step(frame, detections)
+        followed[f] = {
+            tf.track_id: (world.observed[id(tf.observation)][0] if tf.observation else None)
+            for tf in out
+            if tracker.is_confirmed(tf.track_id)
+        }
+    return followed
+
+
+@pytest.mark.parametrize(("search", "found_by"), [(False, 60), (True, 55)])
+def test_a_search_around_a_hidden_person_finds_them_before_the_next_detection(search, found_by):
+    world = _turning_back_behind_a_pillar()
+    tracker = SegFollow(world, fps=24.0)
+    assert tracker.search_regions() == []
+    followed = _run_searching(world, tracker, range(70), detect_every=10, search=search)
+    (walker,) = [t for t in confirmed_ids(followed) if identity_of(followed, t) == {2}]
+    hidden = [f for f, tracks in followed.items() if tracks.get(walker, 2) is None]
+    back = min(f for f in range(45, 70) if followed[f].get(walker) == 2)
+    assert hidden and back > max(hidden)
+    assert back == found_by
+
+
+class _BlindToTracksSegmenter:
+    """Finds the person only under a detection's prompt: a track's own crop shows nothing,
+    as when a coasted box has drifted off its person onto someone else."""
+
+    def __init__(self) -> None:
+        self.prompted: list[list[int | None]] = []
+
+    def segment(self, frame, prompts):
+        self.prompted.append([p.track_id for p in prompts])
+        mask = np.zeros((360, 640), bool)
+        mask[100:260, 200:260] = True
+        box = np.array([200.0, 100.0, 260.0, 260.0])
+        found = [Observation(mask, box, 0.95, 2.0, np.ones(2, np.float32))]
+        return [[] if p.track_id is not None else found for p in prompts]
+
+    def appearance_similarity(self, memory, appearance):
+        return 1.0
+
+
+def test_a_detection_at_a_hidden_persons_predicted_box_is_prompted_again():
+    segmenter = _BlindToTracksSegmenter()
+    tracker = SegFollow(segmenter, SegFollowConfig(n_init=1))
+    frame = Frame(0, np.zeros((360, 640, 3), np.uint8))
+    detection = [Detection(box_xyxy=np.array([198.0, 98.0, 262.0, 262.0]), score=0.9)]
+    (born,) = tracker.step(frame, detection)
+    assert not tracker.step(Frame(1, frame.rgb), None)[0].observation  # hidden
+    (found,) = tracker.step(Frame(2, frame.rgb), detection)
+    # The detection lies on the hidden track's predicted box and was still prompted; its
+    # mask went back to that track.
+    assert segmenter.prompted[-1] == [born.track_id, None]
+    assert found.track_id == born.track_id and found.observation is not None
+    # Near a track seen in the frame before, the track's own crop is left to find them.
+    tracker.step(Frame(3, frame.rgb), detection)
+    assert segmenter.prompted[-1] == [born.track_id]

@@ -30,9 +30,13 @@ class Backend:
     reconstructor: Reconstructor
     description: dict[str, str]
     reason: str
+    search_detector: Detector | None = None
+    """A second detector of the same kind for the searches around hidden people
+    (``PipelineConfig.search_every``), so that they run beside the regular detection
+    instead of waiting behind it; None: they take turns with it."""
 
     def close(self) -> None:
-        for part in (self.detector, self.segmenter, self.reconstructor):
+        for part in (self.detector, self.search_detector, self.segmenter, self.reconstructor):
             close = getattr(part, "close", None)
             if close is not None:
                 close()
@@ -180,6 +184,9 @@ def _lite_backend(config: RunConfig, reason: str) -> Backend:
     return Backend(
         name="lite",
         detector=detector,
+        search_detector=(
+            make_lite_detector(config.detector) if config.pipeline.search_every else None
+        ),
         segmenter=segmenter,
         reconstructor=LiteReconstructor(),
         description={

@@ -121,3 +121,11 @@ def position_distance(mean: np.ndarray, cov: np.ndarray, centres_xy: np.ndarray)
     d = np.atleast_2d(centres_xy) - z_mean[:2]
     s_inv = np.linalg.inv(s[:2, :2])
     return np.einsum("mi,ij,mj->m", d, s_inv, d)
+
+
+def gate_half_extent(mean: np.ndarray, cov: np.ndarray, chi2: float) -> np.ndarray:
+    """Half-width and half-height (2,) of the smallest axis-aligned box around the predicted
+    centre holding every centre within squared Mahalanobis distance ``chi2``
+    (``position_distance``'s gate)."""
+    _, s = project(mean, cov)
+    return np.sqrt(chi2 * np.diag(s)[:2])
