@@ -42,7 +42,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = {"no search": 0, "every 2nd frame (default)": 2, "every frame": 1}
 
 
-def score_scenes(folders: list[Path]) -> tuple[dict[str, dict[str, dict]], list[str]]:
+def score_scenes(
+    folders: list[Path], max_frames: int | None
+) -> tuple[dict[str, dict[str, dict]], list[str]]:
     """{scene label: {setting: table row}} and notes on folders without scenes. A label is
     the folder's name and the scene's."""
     scores: dict[str, dict[str, dict]] = {}
@@ -58,7 +60,8 @@ def score_scenes(folders: list[Path]) -> tuple[dict[str, dict[str, dict]], list[
         for setting, every in SETTINGS.items():
             config = RunConfig(pipeline=PipelineConfig(search_every=every))
             for score in run_ablations(
-                scenes, parse_variants("full"), BenchSettings(), base_config=config,
+                scenes, parse_variants("full"), BenchSettings(max_frames=max_frames),
+                base_config=config,
                 progress=progress,
             ):  # fmt: skip
                 label = f"{folder.name}/{score.scene}"
@@ -88,9 +91,10 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="*", type=Path, default=[ROOT / "benchmarks" / "scenes"])
     parser.add_argument("--frames", type=int, default=300, help="real-clip frames per run")
     parser.add_argument("--turns", type=int, default=2, help="real-clip runs of each setting")
+    parser.add_argument("--scene-frames", type=int, default=None, help="first frames of a scene")
     args = parser.parse_args()
 
-    scores, notes = score_scenes(args.scenes)
+    scores, notes = score_scenes(args.scenes, args.scene_frames)
     runs = time_clip(args.frames, args.turns)
 
     names = list(SETTINGS)

@@ -185,6 +185,14 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "real_clip.png"],
         ),
         Benchmark(
+            "search",
+            "Searching around hidden people between detections: scenes and the real clip",
+            [str(PYTHON), "benchmarks/bench_search.py"],
+            ["--scene-frames", str(QUICK_SCENE_FRAMES), "--frames", "24", "--turns", "1"],
+            [RESULTS / "search.md"],
+            required_file=ROOT / "benchmarks" / "scenes" / "crossing" / "scene.json",
+        ),
+        Benchmark(
             "detectors",
             "The lite person detectors frame by frame: SSDLite against YOLOv4-tiny",
             [str(PYTHON), "benchmarks/bench_detectors.py"],
