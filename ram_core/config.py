@@ -51,9 +51,9 @@ class PipelineConfig:
     windows around where they may come back (the tracker's ``search_regions``; 0: never;
     the lite backend only, which has a second detector for it). On the tuning scenes it
     found people coming out from behind a pillar or a person up to K - 1 frames sooner:
-    hidden_pillar 93.1% -> 96.1% MOTA, long_occlusion 93.9% -> 95.7%; every frame also
-    gave a look-alike scene 83.8% -> 90.4%, but cost the real clip 32% more time, where
-    every second frame cost 11-14%."""
+    hidden_pillar 93.1% -> 96.1% MOTA, long_occlusion 93.9% -> 95.7%, for 10% more time
+    on the real clip; every frame cost 29% more for little more
+    (``benchmarks/results/search.md``)."""
     search_min_window_px: float = 128.0
     """A search window is at least this many pixels a side: the detector needs some
     surroundings to see a person."""
