@@ -124,12 +124,21 @@ class ScriptedWorld:
         return float(np.exp(-4.0 * np.linalg.norm(memory - appearance)))
 
 
-def run(world: ScriptedWorld, tracker, frames: range, detect_every: int = 5):
-    """Runs the tracker; returns {frame: {track_id: person_id or None (coasting)}}."""
+def run(
+    world: ScriptedWorld,
+    tracker,
+    frames: range,
+    detect_every: int = 5,
+    between: Callable[[Frame], list[Detection] | None] | None = None,
+):
+    """Runs the tracker; returns {frame: {track_id: person_id or None (coasting)}}.
+    ``between``: the detections of a frame without a regular detection (None: none)."""
     followed: dict[int, dict[int, int | None]] = {}
     for f in frames:
         frame = world.render(f)
         detections = world.detect(frame) if f % detect_every == 0 else None
+        if detections is None and between is not None:
+            detections = between(frame)
         out = tracker.step(frame, detections)
         followed[f] = {
             tf.track_id: (world.observed[id(tf.observation)][0] if tf.observation else None)

@@ -595,27 +595,18 @@ def _inside_any(box, windows) -> bool:
     return any(np.all(box[:2] >= w[:2]) and np.all(box[2:] <= w[2:]) for w in windows)
 
 
-def _run_searching(world, tracker, frames, detect_every, search):
-    """``run`` with the pipeline's search between detections: the detector sees only the
-    people wholly inside the windows around the hidden tracks' ``search_regions``."""
+def _searching(world, tracker):
+    """The pipeline's search between detections: the detector sees only the people wholly
+    inside the windows around the hidden tracks' ``search_regions``."""
     from scripted_world import HEIGHT, WIDTH
 
     from ram_core.detect.regions import merge_windows
 
-    followed = {}
-    for f in frames:
-        frame = world.render(f)
-        detections = world.detect(frame) if f % detect_every == 0 else None
-        if detections is None and search:
-            windows = merge_windows(tracker.search_regions(), WIDTH, HEIGHT, 128.0)
-            detections = [d for d in world.detect(frame) if _inside_any(d.box_xyxy, windows)]
-        out = tracker.step(frame, detections)
-        followed[f] = {
-            tf.track_id: (world.observed[id(tf.observation)][0] if tf.observation else None)
-            for tf in out
-            if tracker.is_confirmed(tf.track_id)
-        }
-    return followed
+    def search(frame):
+        windows = merge_windows(tracker.search_regions(), WIDTH, HEIGHT, 128.0)
+        return [d for d in world.detect(frame) if _inside_any(d.box_xyxy, windows)]
+
+    return search
 
 
 @pytest.mark.parametrize(("search", "found_by"), [(False, 60), (True, 55)])
@@ -623,7 +614,8 @@ def test_a_search_around_a_hidden_person_finds_them_before_the_next_detection(se
     world = _turning_back_behind_a_pillar()
     tracker = SegFollow(world, fps=24.0)
     assert tracker.search_regions() == []
-    followed = _run_searching(world, tracker, range(70), detect_every=10, search=search)
+    between = _searching(world, tracker) if search else None
+    followed = run(world, tracker, range(70), detect_every=10, between=between)
     (walker,) = [t for t in confirmed_ids(followed) if identity_of(followed, t) == {2}]
     hidden = [f for f, tracks in followed.items() if tracks.get(walker, 2) is None]
     back = min(f for f in range(45, 70) if followed[f].get(walker) == 2)
