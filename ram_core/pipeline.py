@@ -622,8 +622,9 @@ def _search_hidden(
     frame is not searched (``PipelineConfig.search_every``), nobody is hidden, or the
     backend has no detector of its own for searches.
 
-    It runs here, before the frame is tracked, on the search's own detector: a few small
-    windows cost less than a third thread beside the segmenter's two would."""
+    It runs here, before the frame is tracked, on a detector of its own: the read-ahead
+    thread's may be busy with a whole frame, and searches queued on that thread waited
+    behind it."""
     settings = config.pipeline
     search_regions = getattr(tracker, "search_regions", None)
     if (

@@ -74,9 +74,8 @@ def detect_in_windows(
     found: list[Detection] = []
     for x0, y0, x1, y1 in windows:
         crop = Frame(index=frame.index, rgb=np.ascontiguousarray(frame.rgb[y0:y1, x0:x1]))
-        inner = np.array(
-            [x0 > 0, y0 > 0, x1 < width, y1 < height], dtype=bool
-        )  # window sides that cut the frame
+        # The window's sides that lie inside the frame (left, top, right, bottom).
+        inner = np.array([x0 > 0, y0 > 0, x1 < width, y1 < height], dtype=bool)
         for detection in detector.detect(crop):
             box = np.asarray(detection.box_xyxy, dtype=np.float64)
             gaps = np.array([box[0], box[1], (x1 - x0) - box[2], (y1 - y0) - box[3]])

@@ -32,8 +32,8 @@ class Backend:
     reason: str
     search_detector: Detector | None = None
     """A second detector of the same kind for the searches around hidden people
-    (``PipelineConfig.search_every``), so that they run beside the regular detection
-    instead of waiting behind it; None: they take turns with it."""
+    (``PipelineConfig.search_every``): the first may be busy with a whole frame on the
+    read-ahead thread. None: the backend does not search (the full backend)."""
 
     def close(self) -> None:
         for part in (self.detector, self.search_detector, self.segmenter, self.reconstructor):
