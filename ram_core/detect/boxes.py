@@ -43,6 +43,13 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def union_box(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
+    """The smallest box (4,) holding both boxes."""
+    a = np.asarray(box_a, dtype=np.float64)
+    b = np.asarray(box_b, dtype=np.float64)
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+
+
 def iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
     return float(iou_matrix(box_a, box_b)[0, 0])
 

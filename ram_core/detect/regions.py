@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ram_core.detect.boxes import box_area
+from ram_core.detect.boxes import box_area, iou_matrix, union_box
 from ram_core.types import Detection, Detector, Frame
 
 # A box this close to a window's side that is not the frame's side is a person the window
@@ -42,22 +42,19 @@ def merge_windows(
         )
         if window[2] > window[0] and window[3] > window[1]:
             windows.append(window)
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(windows)):
-            for j in range(i + 1, len(windows)):
-                a, b = windows[i], windows[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    windows[i] = np.concatenate(
-                        [np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])]
-                    )
-                    del windows[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [w.astype(np.int64) for w in windows]
+    merged: list[np.ndarray] = []
+    for window in windows:
+        # Absorb every merged window this one overlaps; a grown union may reach ones
+        # passed over, so look again from the start after each.
+        i = 0
+        while i < len(merged):
+            if iou_matrix(merged[i], window)[0, 0] > 0:
+                window = union_box(merged.pop(i), window)
+                i = 0
+            else:
+                i += 1
+        merged.append(window)
+    return [w.astype(np.int64) for w in merged]
 
 
 def detect_in_windows(
@@ -67,8 +64,6 @@ def detect_in_windows(
     cuts are left out. When the windows cover ``full_frame_share`` of the frame or more, the
     whole frame is detected instead (the detector's cost grows with the pixels)."""
     height, width = frame.rgb.shape[:2]
-    if not windows:
-        return []
     if sum(float(box_area(w)) for w in windows) >= full_frame_share * width * height:
         return list(detector.detect(frame))
     found: list[Detection] = []

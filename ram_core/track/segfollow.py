@@ -37,7 +37,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ram_core.detect.boxes import box_area, clip_box, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from ram_core.detect.boxes import (
+    box_area,
+    clip_box,
+    iou_matrix,
+    union_box,
+    xyah_to_xyxy,
+    xyxy_to_xyah,
+)
 from ram_core.detect.keypoint_rcnn import COCO_KEYPOINTS, PROMPT_KEYPOINTS
 from ram_core.track import kalman
 from ram_core.types import (
@@ -690,7 +697,7 @@ class SegFollow:
                 continue
             # The detector saw the whole person where the mask may show only the visible
             # part: the motion model starts from the union of both boxes.
-            track = self._new_track(obs, _union_box(obs.box_xyxy, cand.prompt.box_xyxy))
+            track = self._new_track(obs, union_box(obs.box_xyxy, cand.prompt.box_xyxy))
             if self._memory is not None:
                 self._memory.commit(frame_index, track.track_id, obs, None, True)
             occupied = obs.mask.copy() if occupied is None else occupied | obs.mask
@@ -774,6 +781,3 @@ def edge_completed_box(box_xyxy: np.ndarray, aspect: float, frame_width: int) ->
         box[2] = box[0] + width
     return box
 
-
-def _union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])
