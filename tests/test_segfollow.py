@@ -657,3 +657,28 @@ def test_a_detection_at_a_hidden_persons_predicted_box_is_prompted_again():
     # Near a track seen in the frame before, the track's own crop is left to find them.
     tracker.step(Frame(3, frame.rgb), detection)
     assert segmenter.prompted[-1] == [born.track_id]
+
+
+@pytest.mark.parametrize("detected", [True, False])
+def test_a_detection_of_a_narrow_view_shows_the_whole_person(detected):
+    # A small walker's mask narrows to a third of the box the motion model learnt from a
+    # wide stride: by area alone that is a person half hidden. A detection that pairs with
+    # the view, as tall as it, says the narrow view is the whole person.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0), fps=24)
+    track = _born(tracker, seg)
+    for i in range(1, 6):
+        seg.next_obs = _obs(100.0)
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    narrow_box = np.array([118.0, 100.0, 134.0, 250.0])
+    mask = np.zeros((360, 640), bool)
+    mask[100:250, 118:134] = True
+    seg.next_obs = Observation(mask, narrow_box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
+    share = float(box_area(narrow_box)) / float(box_area(track.predicted_box))
+    assert share < tracker.config.occluded_below_visible
+    aspect_before = float(track.mean[2])
+    detections = [Detection(narrow_box + np.array([-1.0, 2.0, 1.0, -2.0]), 0.9)] if detected else []
+    (tf,) = tracker.step(Frame(6, np.zeros((360, 640, 3), np.uint8)), detections)
+    assert tf.occluded is not detected
+    narrowed = float(track.mean[2]) < aspect_before - 0.01
+    assert narrowed == detected  # only a whole view corrects the motion model

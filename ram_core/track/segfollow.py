@@ -168,6 +168,17 @@ class SegFollowConfig:
     MOTA; 97.9% with these two rules); correcting the top and bottom too was worse."""
     detector_box_max_margin: float = 0.25
     """The largest correction of a side, in mask heights."""
+    detector_whole_iou: float = 0.5
+    """A view and a detection that are each other's best match at this IoU or more, and
+    whose heights agree (``detector_whole_height``), show the whole person, however small
+    the view is beside the predicted box: it corrects the Kalman state and is not counted
+    as occluded (above 1: off). A walker's mask narrows to a third of the box learnt from a
+    wide stride with the legs together; judged by area alone such views were partly hidden,
+    so the Kalman state went uncorrected for many frames and drifted off the person. On the
+    eleven tuning scenes: small_people 76.6% -> 87.0% MOTA, the mean 91.0% / 94.9% / 4 ID
+    switches -> 92.9% / 96.2% / 1, recall of people 40-80 px tall 82.9% -> 89.2%."""
+    detector_whole_height: float = 0.15
+    """...within this share of the taller of the two."""
     prompt_detection_iou: float = 0.5
     """A detection this close to the predicted box of a track seen in the frame before adds
     no prompt of its own."""
@@ -326,6 +337,9 @@ class SegFollow:
 
         results: list[TrackFrame] = []
         matched_candidates: set[int] = set()
+        whole = self._detector_whole(
+            {row: candidates[col].observation for row, col in matches.items()}, detections
+        )
         for row, track in enumerate(track_list):
             col = matches.get(row)
             if col is None:
@@ -341,6 +355,7 @@ class SegFollow:
                     float(s_kf[row, col]),
                     float(s_fused[row, col]),
                     width,
+                    row in whole,
                 )
             )
 
@@ -492,6 +507,30 @@ class SegFollow:
                     free_cols[cols[c]] = False
         return matches
 
+    def _detector_whole(
+        self, views: dict[int, Observation], detections: Sequence[Detection]
+    ) -> set[int]:
+        """The keys of ``views`` whose view a detection confirms as the whole person: the
+        two are each other's best match at IoU >= ``detector_whole_iou``, and their heights
+        agree within ``detector_whole_height``."""
+        cfg = self.config
+        if not views or not detections or cfg.detector_whole_iou > 1.0:
+            return set()
+        keys = list(views)
+        view_boxes = np.array([views[k].box_xyxy for k in keys], dtype=np.float64)
+        det_boxes = np.array([d.box_xyxy for d in detections], dtype=np.float64)
+        overlaps = iou_matrix(view_boxes, det_boxes)
+        whole = set()
+        for i, key in enumerate(keys):
+            best = int(np.argmax(overlaps[i]))
+            if overlaps[i, best] < cfg.detector_whole_iou or int(np.argmax(overlaps[:, best])) != i:
+                continue
+            view_h = view_boxes[i, 3] - view_boxes[i, 1]
+            det_h = det_boxes[best, 3] - det_boxes[best, 1]
+            if abs(view_h - det_h) <= cfg.detector_whole_height * max(view_h, det_h):
+                whole.add(key)
+        return whole
+
     def _learn_side_margins(self, rows: list[TrackFrame], detections: Sequence[Detection]) -> None:
         """Updates each track's detector margins from this frame's detections (an EMA,
         ``detector_box_weight``). A detection teaches a track only when the two are each
@@ -549,6 +588,7 @@ class SegFollow:
         s_kf: float,
         s_fused: float,
         frame_width: int,
+        detector_whole: bool = False,
     ) -> TrackFrame:
         cfg = self.config
         reliable = obs.quality > cfg.reliable_quality and obs.object_score > 0
@@ -577,8 +617,10 @@ class SegFollow:
                 and float(obs.box_xyxy[3] - obs.box_xyxy[1])
                 >= track.tallest_px / cfg.max_height_growth
             )
-            if kalman_ratio >= cfg.kalman_min_visible or (
-                found_again_whole and kalman_ratio >= cfg.occluded_below_visible
+            if (
+                detector_whole
+                or kalman_ratio >= cfg.kalman_min_visible
+                or (found_again_whole and kalman_ratio >= cfg.occluded_below_visible)
             ):
                 track.mean, track.cov = kalman.update(track.mean, track.cov, xyxy_to_xyah(measured))
         else:
@@ -595,7 +637,9 @@ class SegFollow:
 
         presence = 1.0 / (1.0 + np.exp(-obs.object_score))
         reliability = float(np.clip(s_fused * presence * visible_ratio, 0.0, 1.0))
-        occluded = not reliable or visible_ratio < cfg.occluded_below_visible
+        occluded = not reliable or (
+            visible_ratio < cfg.occluded_below_visible and not detector_whole
+        )
         return TrackFrame(
             track_id=track.track_id,
             frame=frame_index,
