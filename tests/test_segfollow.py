@@ -456,19 +456,28 @@ def test_hidden_tracks_compete_for_a_returning_person_whatever_the_time_hidden()
 class _SplitPersonSegmenter:
     """Two detection prompts whose disjoint masks (an exclusive segmenter's) show two
     halves of one body, each with the pose its crop found (a second pose whose ankles are
-    ``second_feet_drop`` rows lower stands somewhere else)."""
+    ``second_feet_drop`` rows lower, or whose torso is ``second_torso_length`` long instead of
+    60 px, is somebody else)."""
 
-    def __init__(self, second_torso_x: float, second_feet_drop: float = 0.0):
+    def __init__(
+        self,
+        second_torso_x: float,
+        second_feet_drop: float = 0.0,
+        second_torso_length: float = 60.0,
+    ):
         self.second_torso_x = second_torso_x
         self.second_feet_drop = second_feet_drop
+        self.second_torso_length = second_torso_length
 
     def segment(self, frame, prompts):
         from ram_core.types import PoseLandmarks
 
-        def half(rows, torso_x, feet_drop=0.0):
+        def half(rows, torso_x, feet_drop=0.0, torso_length=60.0):
             mask = np.zeros((360, 640), bool)
             mask[rows, 100:150] = True
             points = np.tile([[torso_x, 170.0]], (33, 1))
+            points[[11, 12], 1] -= torso_length / 2  # shoulders
+            points[[23, 24], 1] += torso_length / 2  # hips
             points[[27, 28], 1] += feet_drop
             landmarks = PoseLandmarks(points, np.ones(33), np.zeros((33, 3)))
             box = np.array([100.0, rows.start, 150.0, rows.stop])
@@ -476,7 +485,12 @@ class _SplitPersonSegmenter:
 
         halves = [
             half(slice(100, 175), 125.0),
-            half(slice(175, 250), self.second_torso_x, self.second_feet_drop),
+            half(
+                slice(175, 250),
+                self.second_torso_x,
+                self.second_feet_drop,
+                self.second_torso_length,
+            ),
         ]
         return [[h] for h in halves[: len(prompts)]]
 
@@ -485,19 +499,24 @@ class _SplitPersonSegmenter:
 
 
 @pytest.mark.parametrize(
-    ("second_torso_x", "second_feet_drop", "births"),
+    ("second_torso_x", "second_feet_drop", "second_torso_length", "births"),
     [
-        (128.0, 0.0, 1),  # one body found twice
-        (400.0, 0.0, 2),  # two people side by side
+        (128.0, 0.0, 60.0, 1),  # one body found twice
+        (128.0, 0.0, 52.0, 1),  # ...its torso a little shorter in the second crop's pose
+        (400.0, 0.0, 60.0, 2),  # two people side by side
         # Torsos in one place, feet 0.4 box heights apart: a person standing behind
         # another, as a far look-alike behind a walker.
-        (128.0, 30.0, 2),
+        (128.0, 30.0, 60.0, 2),
+        # Torsos and feet in one place (the first pose put an ankle at the knee), but a
+        # torso two thirds as long: a person farther back.
+        (128.0, 0.0, 40.0, 2),
     ],
 )
 def test_a_detection_whose_pose_is_anothers_starts_no_track(
-    second_torso_x, second_feet_drop, births
+    second_torso_x, second_feet_drop, second_torso_length, births
 ):
-    tracker = SegFollow(_SplitPersonSegmenter(second_torso_x, second_feet_drop), SegFollowConfig())
+    segmenter = _SplitPersonSegmenter(second_torso_x, second_feet_drop, second_torso_length)
+    tracker = SegFollow(segmenter, SegFollowConfig())
     detections = [
         Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.95),
         Detection(np.array([90.0, 120.0, 160.0, 300.0]), 0.7),  # spans this one and more
