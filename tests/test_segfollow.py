@@ -159,6 +159,17 @@ def _born(tracker, seg, x=100.0):
     return tracker.tracks[out[0].track_id]
 
 
+def _seen_for(frames: int) -> tuple[_OnePersonSegmenter, SegFollow, object]:
+    """A tracker at 24 frames/s that has seen one still person in frames 0 to ``frames``."""
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0), fps=24)
+    track = _born(tracker, seg)
+    for i in range(1, frames + 1):
+        seg.next_obs = _obs(100.0)
+        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    return seg, tracker, track
+
+
 def test_confidence_gate_opens_after_tau_kf_reliable_frames():
     seg = _OnePersonSegmenter()
     cfg = SegFollowConfig(tau_kf=4, alpha=0.6)
@@ -298,12 +309,7 @@ def test_a_returning_sliver_does_not_re_anchor_the_motion_model():
     # crop finds next to the occluder is a sliver far shorter than the person (150 px).
     # Its share of the shrunken box passes the returning test's area bound, but it must not
     # pull the motion model onto it.
-    seg = _OnePersonSegmenter()
-    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0), fps=24)
-    track = _born(tracker, seg)
-    for i in range(1, 8):
-        seg.next_obs = _obs(100.0)
-        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    seg, tracker, track = _seen_for(7)
     seg.next_obs = None
     for i in range(8, 18):
         tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
@@ -683,12 +689,7 @@ def test_a_detection_of_a_narrow_view_shows_the_whole_person(detected):
     # A small walker's mask narrows to a third of the box the motion model learnt from a
     # wide stride: by area alone that is a person half hidden. A detection that pairs with
     # the view, as tall as it, says the narrow view is the whole person.
-    seg = _OnePersonSegmenter()
-    tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0), fps=24)
-    track = _born(tracker, seg)
-    for i in range(1, 6):
-        seg.next_obs = _obs(100.0)
-        tracker.step(Frame(i, np.zeros((360, 640, 3), np.uint8)))
+    seg, tracker, track = _seen_for(5)
     narrow_box = np.array([118.0, 100.0, 134.0, 250.0])
     mask = np.zeros((360, 640), bool)
     mask[100:250, 118:134] = True
