@@ -235,6 +235,10 @@ def test_config_rejects_nonsense():
         SegFollowConfig(ema_lambda_min=0.9, ema_lambda_max=0.5)
     with pytest.raises(ValueError):
         SegFollowConfig(n_init=0)
+    with pytest.raises(ValueError, match="tentative_behind_max_misses"):
+        SegFollowConfig(tentative_behind_max_misses=-1)
+    with pytest.raises(ValueError, match="birth_partial_height"):
+        SegFollowConfig(birth_partial_height=1.5)
 
 
 @pytest.mark.parametrize(("x", "found"), [(600.0, False), (300.0, True)])
@@ -702,3 +706,79 @@ def test_a_detection_of_a_narrow_view_shows_the_whole_person(detected):
     assert tf.occluded is not detected
     narrowed = float(track.mean[2]) < aspect_before - 0.01
     assert narrowed == detected  # only a whole view corrects the motion model
+
+
+def _rect_obs(box) -> Observation:
+    box = np.asarray(box, dtype=np.float64)
+    mask = np.zeros((360, 640), bool)
+    mask[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])] = True
+    return Observation(mask, box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("newcomer_box", "misses_survived"), [((230, 120, 280, 300), 6), ((500, 120, 550, 300), 2)]
+)
+def test_a_newcomer_behind_someone_may_miss_longer_before_being_dropped(
+    newcomer_box, misses_survived
+):
+    # A person born beside or behind someone already followed, whose crop then finds
+    # nobody: behind the person in front they are hidden, and their track waits longer.
+    front_box = np.array([200.0, 100.0, 310.0, 350.0])
+    newcomer_box = np.asarray(newcomer_box, dtype=np.float64)
+    front = _rect_obs(front_box)
+    front.mask[
+        int(newcomer_box[1]) : int(newcomer_box[3]), int(newcomer_box[0]) : int(newcomer_box[2])
+    ] = False
+
+    class Segmenter:
+        def segment(self, frame, prompts):
+            # The front person's crop and detection find them; the newcomer's detection
+            # finds the newcomer, whose own crop then finds nobody.
+            def found(prompt):
+                if prompt.track_id == 1 or np.allclose(prompt.box_xyxy, front_box):
+                    return [front]
+                return [_rect_obs(newcomer_box)] if prompt.track_id is None else []
+
+            return [found(p) for p in prompts]
+
+        def appearance_similarity(self, memory, appearance):
+            return 1.0
+
+    config = SegFollowConfig(n_init=2, tentative_max_misses=2, tentative_behind_max_misses=6)
+    tracker = SegFollow(Segmenter(), config)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    tracker.step(Frame(0, frame), [Detection(front_box, 0.9)])
+    tracker.step(Frame(1, frame))
+    assert tracker.is_confirmed(1)
+    rows = tracker.step(Frame(2, frame), [Detection(newcomer_box, 0.9)])
+    (newcomer,) = [r.track_id for r in rows if r.track_id != 1]
+    misses = 0
+    while newcomer in tracker.tracks:
+        tracker.step(Frame(3 + misses, frame))
+        misses += 1
+    assert misses - 1 == misses_survived
+    assert newcomer in tracker.dropped_tentative
+    assert config.confirmation_delay == config.n_init - 1 + 6
+
+
+@pytest.mark.parametrize(("partial_height", "keeps_whole_view"), [(0.75, True), (0.0, False)])
+def test_a_person_born_partly_hidden_is_as_tall_as_their_detection(
+    partial_height, keeps_whole_view
+):
+    # Born from the lower 100 px of a 150 px person (the rest behind someone) and seen so for
+    # a while, the motion model's box shrinks toward 100 px: their whole view later is theirs.
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(
+        seg, SegFollowConfig(min_match_score=0.0, birth_partial_height=partial_height)
+    )
+    frame = np.zeros((360, 640, 3), np.uint8)
+    seg.next_obs = _rect_obs([100.0, 150.0, 150.0, 250.0])
+    (born,) = tracker.step(
+        Frame(0, frame), [Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.9)]
+    )
+    for i in range(1, 8):
+        tracker.step(Frame(i, frame))
+    assert tracker.tracks[born.track_id].mean[3] < 110.0
+    seg.next_obs = _rect_obs([100.0, 100.0, 150.0, 250.0])
+    (row,) = tracker.step(Frame(8, frame))
+    assert (row.observation is not None) == keeps_whole_view

@@ -43,6 +43,13 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def intersection_area(box_a: np.ndarray, box_b: np.ndarray) -> float:
+    """The area two boxes (4,) share."""
+    a = np.asarray(box_a, dtype=np.float64)
+    b = np.asarray(box_b, dtype=np.float64)
+    return float(box_area(np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])])))
+
+
 def union_box(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
     """The smallest box (4,) holding both boxes."""
     a = np.asarray(box_a, dtype=np.float64)

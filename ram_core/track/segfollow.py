@@ -40,6 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from ram_core.detect.boxes import (
     box_area,
     clip_box,
+    intersection_area,
     iou_matrix,
     union_box,
     xyah_to_xyxy,
@@ -109,6 +110,15 @@ class SegFollowConfig:
     tentative_max_misses: int = 2
     """Frames a not-yet-confirmed track may miss before it is dropped (a partly hidden
     newcomer is not always found)."""
+    tentative_behind_max_misses: int = 6
+    """...and this many while at least half of their predicted box lies in the box of a
+    confirmed person seen in the frame: a newcomer behind someone is found only when they
+    come out (a far look-alike behind a walker, dropped after three frames, was found again
+    ten frames later and born anew at the next detection). Rows are held back for the
+    longer of the two (``confirmation_delay``), so a track confirmed late keeps its first
+    frames. On the tuning scenes a look-alike scene 86.8% -> 90.4% MOTA, the others as they
+    were; any newcomer allowed 4-6 misses lost back_views a person for 5 frames more and
+    one ID switch (the track behind took the birth of the person it was)."""
     max_hidden_s: float = 3.0
     """Seconds without the person before a track ends (PHALP's max_age, 50 frames, in
     time: a 2 s occlusion plus going behind and coming out again lasted 65 frames at
@@ -130,6 +140,12 @@ class SegFollowConfig:
     """Smallest box (w, h) a new person may have (the lite detector's own minimum)."""
     birth_max_covered: float = 0.5
     """A detection may start a track only if less than this of its mask lies in others'."""
+    birth_partial_height: float = 0.75
+    """A newcomer whose mask is shorter than this share of their detection's box is partly
+    hidden at birth: the tallest they have been is the detection's height, not the mask's,
+    so a whole view of them later passes ``max_height_growth``. A person 90 px tall behind a
+    walker, born from the lower 52 px left of them, failed that test for their whole view at
+    the next detection (back_views 97.2% -> 98.3% MOTA; no other tuning scene changed)."""
     birth_lost_iou: float = 0.3
     """No birth where a hidden track is predicted to be (it is that person coming back)."""
     birth_same_pose: float = 0.2
@@ -200,8 +216,10 @@ class SegFollowConfig:
             raise ValueError("need 0 <= ema_lambda_min <= ema_lambda_max <= 1")
         if self.tau_kf < 0 or self.n_init < 1 or not self.max_hidden_s > 0:
             raise ValueError("tau_kf >= 0, n_init >= 1 and max_hidden_s > 0 are required")
-        if self.tentative_max_misses < 0:
-            raise ValueError("tentative_max_misses must be >= 0")
+        if self.tentative_max_misses < 0 or self.tentative_behind_max_misses < 0:
+            raise ValueError("tentative_max_misses and tentative_behind_max_misses must be >= 0")
+        if not 0.0 <= self.birth_partial_height <= 1.0:
+            raise ValueError("birth_partial_height must be in [0, 1]")
         if not 0.0 <= self.detector_box_weight <= 1.0 or self.detector_box_max_margin < 0:
             raise ValueError("need 0 <= detector_box_weight <= 1 and detector_box_max_margin >= 0")
         if min(self.birth_same_pose, self.birth_same_feet, self.birth_same_torso) < 0:
@@ -220,7 +238,8 @@ class SegFollowConfig:
     @property
     def confirmation_delay(self) -> int:
         """Most frames after its birth before a track is known to be confirmed or dropped."""
-        return self.n_init - 1 + self.tentative_max_misses
+        misses = max(self.tentative_max_misses, self.tentative_behind_max_misses)
+        return self.n_init - 1 + misses
 
 
 @dataclass
@@ -702,11 +721,26 @@ class SegFollow:
             x0, _, x1, _ = track.predicted_box
             gone = x1 <= 0 or x0 >= frame_width
             if not track.confirmed:
-                if gone or track.tentative_misses > self.config.tentative_max_misses:
+                limit = self.config.tentative_max_misses
+                if self._behind_someone(track):
+                    limit = max(limit, self.config.tentative_behind_max_misses)
+                if gone or track.tentative_misses > limit:
                     self.dropped_tentative.add(track_id)
                     self._end(track_id)
             elif gone or track.frames_since_seen > self.max_age:
                 self._end(track_id)
+
+    def _behind_someone(self, track: Track) -> bool:
+        """Whether at least half of ``track``'s predicted box lies in the box of a confirmed
+        person seen this frame."""
+        box = track.predicted_box
+        area = max(float(box_area(box)), 1.0)
+        for other in self.tracks.values():
+            if other is track or not other.confirmed or other.frames_since_seen > 0:
+                continue
+            if intersection_area(box, other.predicted_box) >= 0.5 * area:
+                return True
+        return False
 
     def _end(self, track_id: int) -> None:
         del self.tracks[track_id]
@@ -749,6 +783,9 @@ class SegFollow:
             # The detector saw the whole person where the mask may show only the visible
             # part: the motion model starts from the union of both boxes.
             track = self._new_track(obs, union_box(obs.box_xyxy, cand.prompt.box_xyxy))
+            detected_height = float(cand.prompt.box_xyxy[3] - cand.prompt.box_xyxy[1])
+            if track.tallest_px < cfg.birth_partial_height * detected_height:
+                track.tallest_px = detected_height
             if self._memory is not None:
                 self._memory.commit(frame_index, track.track_id, obs, None, True)
             occupied = obs.mask.copy() if occupied is None else occupied | obs.mask
