@@ -782,3 +782,15 @@ def test_a_person_born_partly_hidden_is_as_tall_as_their_detection(
     seg.next_obs = _rect_obs([100.0, 100.0, 150.0, 250.0])
     (row,) = tracker.step(Frame(8, frame))
     assert (row.observation is not None) == keeps_whole_view
+
+
+def test_a_detection_of_a_persons_upper_half_does_not_make_it_whole():
+    # Behind a sign the detector boxes what it sees, the upper third, as the mask does: the
+    # two agree, but a view a third as tall as the person has been is a part of them.
+    seg, tracker, track = _seen_for(5)
+    upper_box = np.array([100.0, 100.0, 150.0, 150.0])
+    seg.next_obs = _rect_obs(upper_box)
+    height_before = float(track.mean[3])
+    (tf,) = tracker.step(Frame(6, np.zeros((360, 640, 3), np.uint8)), [Detection(upper_box, 0.9)])
+    assert tf.occluded
+    assert float(track.mean[3]) == pytest.approx(height_before, abs=1.0)

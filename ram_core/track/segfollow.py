@@ -194,8 +194,10 @@ class SegFollowConfig:
     detector_whole_iou: float = 0.5
     """A view and a detection that are each other's best match at this IoU or more, and
     whose heights agree (``detector_whole_height``), show the whole person, however small
-    the view is beside the predicted box: it corrects the Kalman state and is not counted
-    as occluded (above 1: off). A walker's mask narrows to a third of the box learnt from a
+    the view is beside the predicted box, if it is about as tall as the person has been
+    (``max_height_growth``: the detector boxes what it sees, the upper half of someone
+    behind a sign): it corrects the Kalman state and is not counted as occluded (above 1:
+    off). A walker's mask narrows to a third of the box learnt from a
     wide stride with the legs together; judged by area alone such views were partly hidden,
     so the Kalman state went uncorrected for many frames and drifted off the person. On the
     eleven tuning scenes: small_people 76.6% -> 87.0% MOTA, the mean 91.0% / 94.9% / 4 ID
@@ -626,6 +628,13 @@ class SegFollow:
         # their track coasts out of the frame instead of back into it.
         measured = edge_completed_box(obs.box_xyxy, float(track.mean[2]), frame_width)
         kalman_ratio = min(1.0, float(box_area(measured)) / predicted_area)
+        # About as tall as the person has been: a view much shorter is a part of them.
+        as_tall = (
+            float(obs.box_xyxy[3] - obs.box_xyxy[1]) >= track.tallest_px / cfg.max_height_growth
+        )
+        # The detector boxes what it sees: behind a sign, a person's upper half, which
+        # their mask shows too. Only a view as tall as the person is whole by a detection.
+        detector_whole = detector_whole and as_tall
         if reliable:
             track.reliable_streak += 1
             # Only reliable associations correct the motion model (confidence gate), and
@@ -638,11 +647,7 @@ class SegFollow:
             # A returning view must also be about as tall as the person has been: the
             # coasted box may have shrunk with the partial views before they vanished, and
             # a sliver beside the occluder would then pass the area test.
-            found_again_whole = (
-                track.frames_since_seen > 0
-                and float(obs.box_xyxy[3] - obs.box_xyxy[1])
-                >= track.tallest_px / cfg.max_height_growth
-            )
+            found_again_whole = track.frames_since_seen > 0 and as_tall
             if (
                 detector_whole
                 or kalman_ratio >= cfg.kalman_min_visible
