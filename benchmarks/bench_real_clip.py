@@ -62,8 +62,8 @@ PHALP_DETECTOR = {
 
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
-# The code before this stop's search (the previous stop's work, committed again at its start).
-BASELINE_REVISION = "11e8579"
+# The code before this stop's changes to SegFollow (the previous stop's last commit).
+BASELINE_REVISION = "eaf6166"
 
 
 def fetch_clip() -> Path:

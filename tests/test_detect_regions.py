@@ -126,6 +126,9 @@ def test_the_lite_backend_has_a_second_detector_only_when_searching():
     try:
         assert type(searching.search_detector) is type(searching.detector)
         assert searching.search_detector is not searching.detector
+        # It sees at most search_max_side_px, the regular one the whole frame.
+        assert searching.search_detector.config.yolo_max_side_px == 512
+        assert searching.detector.config.yolo_max_side_px == 1024
     finally:
         searching.close()
     plain = resolve_backend("lite", "cpu", RunConfig(pipeline=PipelineConfig(search_every=0)))
@@ -133,3 +136,12 @@ def test_the_lite_backend_has_a_second_detector_only_when_searching():
         assert plain.search_detector is None
     finally:
         plain.close()
+
+
+def test_the_search_detectors_largest_input_must_be_a_network_size():
+    import pytest
+
+    from ram_core.config import PipelineConfig
+
+    with pytest.raises(ValueError, match="search_max_side_px"):
+        PipelineConfig(search_max_side_px=16)

@@ -10,7 +10,7 @@ says which and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ram_core.config import RunConfig
 from ram_core.errors import BadInputError, MissingModelError
@@ -175,18 +175,27 @@ def _full_reconstructor(
 
 
 def _lite_backend(config: RunConfig, reason: str) -> Backend:
+    import numpy as np
+
     from ram_core.detect.lite import make_lite_detector
     from ram_core.reconstruct.lite import LiteReconstructor
     from ram_core.segment.lite import BlazePoseSegmenter
+    from ram_core.types import Frame
 
     segmenter = BlazePoseSegmenter(config.segmenter)
     detector = make_lite_detector(config.detector)
+    search_detector = None
+    if config.pipeline.search_every:
+        side = config.pipeline.search_max_side_px
+        search_detector = make_lite_detector(replace(config.detector, yolo_max_side_px=side))
+        # Once on a blank square as large as it will ever see: its network takes the memory
+        # it will need now, not at the first search, so a run's peak does not depend on
+        # when (or whether) somebody first hides.
+        search_detector.detect(Frame(index=-1, rgb=np.zeros((side, side, 3), dtype=np.uint8)))
     return Backend(
         name="lite",
         detector=detector,
-        search_detector=(
-            make_lite_detector(config.detector) if config.pipeline.search_every else None
-        ),
+        search_detector=search_detector,
         segmenter=segmenter,
         reconstructor=LiteReconstructor(),
         description={
