@@ -408,3 +408,17 @@ def test_bridge_gaps_draws_a_hidden_persons_box_on_the_line_between_whole_views(
         bridge_gaps(frames[[0, 1, 4, 6]], boxes[[0, 1, 4, 6]], seen[[0, 1, 4, 6]])[2],
         moved(40),
     )
+
+
+def test_mutual_best_matches_pairs_only_each_others_best_above_the_floor():
+    from ram_core.detect.boxes import intersection_matrix, iou_matrix, mutual_best_matches
+
+    views = np.array([[0.0, 0, 10, 20], [8.0, 0, 18, 20], [100.0, 0, 110, 20]])
+    found = np.array([[1.0, 0, 11, 20], [7.0, 0, 17, 20], [104.0, 0, 114, 20]])
+    # Views 0 and 1 each pair with their own detection; view 2 overlaps its one by 0.43.
+    assert mutual_best_matches(iou_matrix(views, found), 0.5) == {0: 0, 1: 1}
+    assert mutual_best_matches(iou_matrix(views, found), 0.4) == {0: 0, 1: 1, 2: 2}
+    # Both views' best is detection 0: only the one it prefers back pairs.
+    assert mutual_best_matches(iou_matrix(views[:2], found[:1]), 0.1) == {0: 0}
+    assert mutual_best_matches(np.zeros((2, 0)), 0.5) == {}
+    assert intersection_matrix(views[0], found)[0] == pytest.approx([180.0, 60.0, 0.0])

@@ -30,24 +30,38 @@ def box_area(box_xyxy: np.ndarray) -> np.ndarray:
     return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
 
 
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of every pair: (A, 4), (B, 4) -> (A, B)."""
+def intersection_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """The area every pair shares: (A, 4), (B, 4) -> (A, B)."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of every pair: (A, 4), (B, 4) -> (A, B)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    inter = intersection_matrix(a, b)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def intersection_area(box_a: np.ndarray, box_b: np.ndarray) -> float:
-    """The area two boxes (4,) share."""
-    a = np.asarray(box_a, dtype=np.float64)
-    b = np.asarray(box_b, dtype=np.float64)
-    return float(box_area(np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])])))
+def mutual_best_matches(overlaps: np.ndarray, min_overlap: float) -> dict[int, int]:
+    """Row -> column of the pairs of an (R, C) score matrix that are each other's best, at
+    ``min_overlap`` or more."""
+    matches: dict[int, int] = {}
+    if overlaps.size == 0:
+        return matches
+    best_of_row = np.argmax(overlaps, axis=1)
+    best_of_column = np.argmax(overlaps, axis=0)
+    for row, column in enumerate(best_of_row):
+        if overlaps[row, column] >= min_overlap and best_of_column[column] == row:
+            matches[row] = int(column)
+    return matches
 
 
 def union_box(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:

@@ -40,8 +40,9 @@ from scipy.optimize import linear_sum_assignment
 from ram_core.detect.boxes import (
     box_area,
     clip_box,
-    intersection_area,
+    intersection_matrix,
     iou_matrix,
+    mutual_best_matches,
     union_box,
     xyah_to_xyxy,
     xyxy_to_xyah,
@@ -547,16 +548,13 @@ class SegFollow:
         keys = list(views)
         view_boxes = np.array([views[k].box_xyxy for k in keys], dtype=np.float64)
         det_boxes = np.array([d.box_xyxy for d in detections], dtype=np.float64)
-        overlaps = iou_matrix(view_boxes, det_boxes)
         whole = set()
-        for i, key in enumerate(keys):
-            best = int(np.argmax(overlaps[i]))
-            if overlaps[i, best] < cfg.detector_whole_iou or int(np.argmax(overlaps[:, best])) != i:
-                continue
+        pairs = mutual_best_matches(iou_matrix(view_boxes, det_boxes), cfg.detector_whole_iou)
+        for i, best in pairs.items():
             view_h = view_boxes[i, 3] - view_boxes[i, 1]
             det_h = det_boxes[best, 3] - det_boxes[best, 1]
             if abs(view_h - det_h) <= cfg.detector_whole_height * max(view_h, det_h):
-                whole.add(key)
+                whole.add(keys[i])
         return whole
 
     def _learn_side_margins(self, rows: list[TrackFrame], detections: Sequence[Detection]) -> None:
@@ -577,9 +575,9 @@ class SegFollow:
         # Which track boxes each detection reaches into (IoU > 0: any overlap at all).
         reaches = iou_matrix(det_boxes, np.array(list(box_of.values()))) > 0
         column_of = {track_id: c for c, track_id in enumerate(box_of)}
-        for i, row in enumerate(seen):
-            best = int(np.argmax(overlaps[i]))
-            if row.occluded or overlaps[i, best] < 0.5 or int(np.argmax(overlaps[:, best])) != i:
+        for i, best in mutual_best_matches(overlaps, 0.5).items():
+            row = seen[i]
+            if row.occluded:
                 continue
             if np.delete(reaches[best], column_of[row.track_id]).any():
                 continue
@@ -738,14 +736,14 @@ class SegFollow:
     def _behind_someone(self, track: Track) -> bool:
         """Whether at least half of ``track``'s predicted box lies in the box of a confirmed
         person seen this frame."""
+        in_front = [
+            other.predicted_box
+            for other in self.tracks.values()
+            if other is not track and other.confirmed and other.frames_since_seen == 0
+        ]
         box = track.predicted_box
-        area = max(float(box_area(box)), 1.0)
-        for other in self.tracks.values():
-            if other is track or not other.confirmed or other.frames_since_seen > 0:
-                continue
-            if intersection_area(box, other.predicted_box) >= 0.5 * area:
-                return True
-        return False
+        shared = intersection_matrix(box, np.array(in_front).reshape(-1, 4))
+        return bool((shared >= 0.5 * max(float(box_area(box)), 1.0)).any())
 
     def _end(self, track_id: int) -> None:
         del self.tracks[track_id]
