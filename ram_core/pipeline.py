@@ -35,7 +35,7 @@ import numpy as np
 from ram_core import __version__
 from ram_core.body.skeleton import REST_JOINTS_M
 from ram_core.config import RunConfig, config_to_dict
-from ram_core.detect.boxes import bridge_gaps
+from ram_core.detect.boxes import box_area, bridge_gaps, intersection_matrix, short_dropouts
 from ram_core.detect.regions import detect_in_windows, merge_windows
 from ram_core.io.palette import track_color
 from ram_core.io.progress import NoProgress, Progress
@@ -213,10 +213,16 @@ class _Row:
 
 
 class _TrackTable:
-    """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end."""
+    """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end.
 
-    def __init__(self) -> None:
+    dropout_max_frames: see ``PipelineConfig.dropout_max_frames``."""
+
+    # A lost frame whose box is covered this much by someone else's may be a real occlusion.
+    DROPOUT_MAX_COVERED = 0.25
+
+    def __init__(self, dropout_max_frames: int = 0) -> None:
         self.rows: dict[int, list[tuple[_Row, bool]]] = defaultdict(list)
+        self.dropout_max_frames = dropout_max_frames
 
     def add(self, row: _Row) -> None:
         # The table keeps scores, not the observation's full-frame mask: memory must not
@@ -228,6 +234,7 @@ class _TrackTable:
     def columns(self) -> dict[str, np.ndarray]:
         records: list[_Row] = []
         boxes: list[np.ndarray] = []
+        dropouts: list[np.ndarray] = []
         for track_id in sorted(self.rows):
             rows = sorted(self.rows[track_id], key=lambda r: r[0].frame.frame)
             seen = [i for i, (_, was_seen) in enumerate(rows) if was_seen]
@@ -236,12 +243,13 @@ class _TrackTable:
             # After its last sighting a track only coasted until it ended: the person left.
             kept = rows[: seen[-1] + 1]
             records.extend(row for row, _ in kept)
-            boxes.append(
-                bridge_gaps(
-                    np.array([row.frame.frame for row, _ in kept]),
-                    np.array([row.frame.box_xyxy for row, _ in kept]),
-                    np.array([was_seen for _, was_seen in kept]),
-                )
+            frames = np.array([row.frame.frame for row, _ in kept])
+            raw = np.array([row.frame.box_xyxy for row, _ in kept])
+            was_seen = np.array([was_seen for _, was_seen in kept])
+            clear = was_seen & ~np.array([row.frame.occluded for row, _ in kept])
+            boxes.append(bridge_gaps(frames, raw, was_seen))
+            dropouts.append(
+                short_dropouts(frames, raw, clear, was_seen, self.dropout_max_frames)
             )
         n = len(records)
         table = {
@@ -266,7 +274,30 @@ class _TrackTable:
                 table["recon_transl"][i] = row.body.transl
                 table["betas"][i] = row.body.betas
                 table["recon_confidence"][i] = row.body.confidence
+        if dropouts:
+            in_view = self._uncovered(table, np.flatnonzero(np.concatenate(dropouts)))
+            table["occluded"][in_view] = False
         return table
+
+    def _uncovered(self, table: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        """Of ``rows``, those whose box no other track's box of the frame covers by
+        ``DROPOUT_MAX_COVERED`` or more of its area: nobody stood where the person was."""
+        if rows.size == 0:
+            return rows
+        order = np.argsort(table["frame"], kind="stable")
+        sorted_frames = table["frame"][order]
+        keep = []
+        for row in rows:
+            frame = table["frame"][row]
+            lo, hi = np.searchsorted(sorted_frames, [frame, frame + 1])
+            others = order[lo:hi]
+            others = others[table["track_id"][others] != table["track_id"][row]]
+            box = table["box_xyxy"][row]
+            area = max(float(box_area(box)), 1.0)
+            covered = intersection_matrix(box, table["box_xyxy"][others])[0] / area
+            if not np.any(covered >= self.DROPOUT_MAX_COVERED):
+                keep.append(row)
+        return np.array(keep, dtype=np.int64)
 
 
 def _label_image(rows: list[_Row], height: int, width: int) -> np.ndarray:
@@ -455,7 +486,7 @@ def _track(
     lag = stage.confirmation_delay
     reconstructor = parts.reconstructor
     pending: deque[_Pending] = deque()
-    table = _TrackTable()
+    table = _TrackTable(config.pipeline.dropout_max_frames)
     confirmed: set[int] = set()
 
     def release(batch: list[tuple[_Pending, frozenset[int]]]) -> None:

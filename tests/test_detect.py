@@ -410,6 +410,36 @@ def test_bridge_gaps_draws_a_hidden_persons_box_on_the_line_between_whole_views(
     )
 
 
+def test_short_dropouts_are_gaps_of_a_frame_or_two_between_clear_whole_views():
+    from ram_core.detect.boxes import short_dropouts
+
+    frames = np.arange(15)
+    person = np.array([0.0, 0.0, 20.0, 60.0])
+    boxes = np.tile(person, (15, 1))
+    boxes[5] = [5.0, 0.0, 12.0, 60.0]  # the legs passing: a third as wide, as tall
+    boxes[8] = [0.0, 10.0, 20.0, 60.0]  # cut 1/6 from the top: going behind something
+    boxes[14] = [0.0, 0.0, 20.0, 55.0]  # 0.92 as tall: walking away, the step bobbing
+    seen = np.array([1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1], dtype=bool)
+    clear = seen.copy()
+    out = short_dropouts(frames, boxes, clear, seen, max_frames=2)
+    # Frame 1, frames 3-4 (to the narrow view) and 12-13; not 6-7 nor 9-10 (the cut view).
+    assert np.flatnonzero(out).tolist() == [1, 3, 4, 12, 13]
+    assert np.flatnonzero(short_dropouts(frames, boxes, clear, seen, max_frames=1)).tolist() == [1]
+    assert not short_dropouts(frames, boxes, clear, seen, max_frames=0).any()
+    # A view counted as hidden is not a clear view on either side of a gap.
+    hidden_at_2 = clear.copy()
+    hidden_at_2[2] = False
+    assert np.flatnonzero(short_dropouts(frames, boxes, hidden_at_2, seen, 2)).tolist() == [
+        12, 13,
+    ]  # fmt: skip
+    # Rows are per frame: a missing row (a frame never reported) is no short gap.
+    rows = [0, 2, 5]
+    unseen_between = np.array([True, False, True])
+    assert not short_dropouts(
+        np.array([0, 2, 5]), boxes[rows], unseen_between, unseen_between, 2
+    ).any()
+
+
 def test_mutual_best_matches_pairs_only_each_others_best_above_the_floor():
     from ram_core.detect.boxes import intersection_matrix, iou_matrix, mutual_best_matches
 

@@ -91,6 +91,22 @@ def clip_box(box_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
     return b
 
 
+def whole_views(
+    frames: np.ndarray, sizes: np.ndarray, seen: np.ndarray, whole_share: float, window: int
+) -> np.ndarray:
+    """(N,) bool: one track's seen rows whose size (a box's area, or height: ``sizes``, (N,))
+    is at least ``whole_share`` of the largest seen in the ``window`` frames before it
+    (itself included)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    seen = np.asarray(seen, dtype=bool)
+    sizes = np.where(seen, np.asarray(sizes, dtype=np.float64), 0.0)
+    first_recent = np.searchsorted(frames, frames - window)
+    whole = np.zeros_like(seen)
+    for i in np.flatnonzero(seen):
+        whole[i] = sizes[i] >= whole_share * sizes[first_recent[i] : i + 1].max()
+    return whole
+
+
 def bridge_gaps(
     frames: np.ndarray,
     boxes_xyxy: np.ndarray,
@@ -112,14 +128,8 @@ def bridge_gaps(
     """
     frames = np.asarray(frames, dtype=np.float64)
     boxes = np.asarray(boxes_xyxy, dtype=np.float64)
-    seen = np.asarray(seen, dtype=bool)
     out = boxes.copy()
-    area = np.where(seen, box_area(boxes), 0.0)
-    first_recent = np.searchsorted(frames, frames - window)
-    whole = np.zeros_like(seen)
-    for i in np.flatnonzero(seen):
-        whole[i] = area[i] >= whole_share * area[first_recent[i] : i + 1].max()
-    anchors = np.flatnonzero(whole)
+    anchors = np.flatnonzero(whole_views(frames, box_area(boxes), seen, whole_share, window))
     for before, after in itertools.pairwise(anchors):
         if after - before < 2:
             continue
@@ -127,3 +137,39 @@ def bridge_gaps(
         share = (frames[inside] - frames[before]) / (frames[after] - frames[before])
         out[inside] = boxes[before] + share[:, None] * (boxes[after] - boxes[before])
     return out
+
+
+def short_dropouts(
+    frames: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    clear: np.ndarray,
+    seen: np.ndarray,
+    max_frames: int,
+    as_tall: float = 0.9,
+    window: int = 12,
+) -> np.ndarray:
+    """(N,) bool: one track's unseen rows in a run of at most ``max_frames`` consecutive
+    frames between two clear views each at least ``as_tall`` as high as the tallest seen in
+    the ``window`` frames before it.
+
+    frames: (N,) increasing; boxes_xyxy: (N, 4); clear: (N,) seen and not counted as hidden;
+    seen: (N,) the segmenter found the person. A person the pose model loses for a frame
+    or two, whole before and after, was not hidden; someone going behind a pillar or a
+    wall is seen cut first. Height, not area: a small walker's mask is a third narrower
+    when the legs pass each other, and no shorter.
+    """
+    frames = np.asarray(frames, dtype=np.int64)
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64)
+    seen = np.asarray(seen, dtype=bool)
+    dropped = np.zeros(len(frames), dtype=bool)
+    if max_frames < 1:
+        return dropped
+    heights = boxes[:, 3] - boxes[:, 1]
+    whole = whole_views(frames, heights, seen, as_tall, window) & np.asarray(clear, dtype=bool)
+    for before, after in itertools.pairwise(np.flatnonzero(seen)):
+        gap = after - before - 1
+        if not 0 < gap <= max_frames or frames[after] - frames[before] != gap + 1:
+            continue
+        if whole[before] and whole[after]:
+            dropped[before + 1 : after] = True
+    return dropped

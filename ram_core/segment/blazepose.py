@@ -255,7 +255,7 @@ class PoseLandmarkModel:
         results: list[PoseEstimate | None] = [None] * len(rois)
         if not kept:
             return results
-        batch = np.empty((len(kept), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
+        crops = np.zeros((len(kept), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
         for slot, (index, roi, _) in enumerate(kept):
             to_crop = roi.image_to_crop()
             crop = cv2.warpAffine(
@@ -267,14 +267,18 @@ class PoseLandmarkModel:
                 borderValue=(0, 0, 0),
             )
             keep = keep_boxes[index]
-            if keep is not None:
-                x0, y0, x1, y1 = (float(v) for v in keep)
-                corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-                inside = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
-                polygon = np.round(apply_affine(to_crop, corners)).astype(np.int32)
-                cv2.fillConvexPoly(inside, polygon, 1)
-                crop[inside == 0] = 0
-            np.multiply(crop, 1.0 / 255.0, out=batch[slot], casting="unsafe")
+            if keep is None:
+                crops[slot] = crop
+                continue
+            x0, y0, x1, y1 = (float(v) for v in keep)
+            corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+            inside = np.zeros((INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
+            polygon = np.round(apply_affine(to_crop, corners)).astype(np.int32)
+            cv2.fillConvexPoly(inside, polygon, 255)
+            # A masked copy into the zeroed slot: a third of the time of boolean indexing.
+            cv2.bitwise_and(crop, crop, dst=crops[slot], mask=inside)
+        batch = np.empty(crops.shape, dtype=np.float32)
+        np.multiply(crops, 1.0 / 255.0, out=batch, casting="unsafe")
         landmarks, flags, segmentation, heatmaps, world = self._run(batch)
         for slot, (index, roi, bounds) in enumerate(kept):
             points_input = refine_from_heatmap(
