@@ -278,6 +278,10 @@ def test_a_crashed_worker_fails_only_its_own_clip(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # the stray folder went
 
 
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("engine", ["pool", "ray"])
 def test_ctrl_c_cancels_and_leaves_nothing_half_written(engine, tmp_path):
     if engine == "ray" and WITHOUT_RAY:
@@ -288,10 +292,13 @@ def test_ctrl_c_cancels_and_leaves_nothing_half_written(engine, tmp_path):
         shutil.copy(DEMO_CLIP, clips / f"{name}.mp4")  # 84 frames: seconds to run
     out = tmp_path / "out"
     ray_args = ["--ray", "local", "--workers", "1"] if engine == "ray" else []
+    # A shell's background job starts with Ctrl-C ignored, and a Python started so keeps
+    # ignoring it: the command gets the terminal's default, as from a prompt.
     proc = subprocess.Popen(
         [sys.executable, "-m", "ram_core", "batch", str(clips), "-o", str(out),
          "--no-preview", "--progress", "json", *ray_args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_ctrl_c,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(out.glob("*.ram.tmp-*/masks/*.png")):  # a clip is being written

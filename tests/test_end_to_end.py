@@ -219,10 +219,12 @@ def test_cli_json_progress_on_a_range(tmp_path):
 def test_cancelled_run_exits_130_and_leaves_nothing(tmp_path, signal_name):
     import signal
 
+    # Ctrl-C as from a prompt, even where pytest runs as a shell's background job.
     proc = subprocess.Popen(
         [sys.executable, "-m", "ram_core", "run", str(CLIP), "-o", str(tmp_path / "c.ram"),
          "--progress", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     for line in proc.stdout:
         if json.loads(line)["event"] == "progress":
