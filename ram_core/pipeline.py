@@ -221,15 +221,16 @@ class _TrackTable:
     DROPOUT_MAX_COVERED = 0.25
 
     def __init__(self, dropout_max_frames: int = 0) -> None:
-        self.rows: dict[int, list[tuple[_Row, bool]]] = defaultdict(list)
+        self.rows: dict[int, list[tuple[_Row, np.ndarray | None]]] = defaultdict(list)
         self.dropout_max_frames = dropout_max_frames
 
     def add(self, row: _Row) -> None:
         # The table keeps scores, not the observation's full-frame mask: memory must not
         # grow with the length of the video.
-        seen = row.seen
+        observation = row.frame.observation
+        view = None if observation is None else np.asarray(observation.box_xyxy, np.float64)
         kept = dataclasses.replace(row.frame, observation=None)
-        self.rows[row.frame.track_id].append((_Row(kept, row.body), seen))
+        self.rows[row.frame.track_id].append((_Row(kept, row.body), view))
 
     def columns(self) -> dict[str, np.ndarray]:
         records: list[_Row] = []
@@ -237,7 +238,7 @@ class _TrackTable:
         dropouts: list[np.ndarray] = []
         for track_id in sorted(self.rows):
             rows = sorted(self.rows[track_id], key=lambda r: r[0].frame.frame)
-            seen = [i for i, (_, was_seen) in enumerate(rows) if was_seen]
+            seen = [i for i, (_, view) in enumerate(rows) if view is not None]
             if not seen:
                 continue
             # After its last sighting a track only coasted until it ended: the person left.
@@ -245,9 +246,14 @@ class _TrackTable:
             records.extend(row for row, _ in kept)
             frames = np.array([row.frame.frame for row, _ in kept])
             raw = np.array([row.frame.box_xyxy for row, _ in kept])
-            was_seen = np.array([was_seen for _, was_seen in kept])
+            was_seen = np.array([view is not None for _, view in kept])
+            # Whether a view is whole goes by what the segmenter saw, not by the reported
+            # box, which margins and landmarks widen.
+            views = np.array(
+                [row.frame.box_xyxy if view is None else view for row, view in kept]
+            )
             clear = was_seen & ~np.array([row.frame.occluded for row, _ in kept])
-            boxes.append(bridge_gaps(frames, raw, was_seen))
+            boxes.append(bridge_gaps(frames, raw, was_seen, view_boxes_xyxy=views))
             dropouts.append(
                 short_dropouts(frames, raw, clear, was_seen, self.dropout_max_frames)
             )

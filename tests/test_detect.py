@@ -409,6 +409,16 @@ def test_bridge_gaps_draws_a_hidden_persons_box_on_the_line_between_whole_views(
         moved(40),
     )
 
+    # Whether a view is whole can go by other boxes than the ones moved: the sliver of
+    # frame 2 widened to a whole person's width (say, to the landmarks of an arm) is still
+    # a sliver of what the segmenter saw.
+    widened = boxes.copy()
+    widened[2] = [22.0, 0.0, 42.0, 60.0]
+    out = bridge_gaps(frames, widened, seen)
+    np.testing.assert_allclose(out[2], widened[2])  # an anchor by its widened box
+    out = bridge_gaps(frames, widened, seen, view_boxes_xyxy=boxes)
+    np.testing.assert_allclose(out[2], moved(20))
+
 
 def test_short_dropouts_are_gaps_of_a_frame_or_two_between_clear_whole_views():
     from ram_core.detect.boxes import short_dropouts

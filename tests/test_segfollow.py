@@ -278,6 +278,42 @@ def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weigh
         SegFollowConfig(detector_box_weight=1.5)
 
 
+def test_rows_reach_out_to_the_persons_visible_landmarks_sideways_only():
+    from ram_core.types import PoseLandmarks
+
+    # The mask (x 100-150, y 100-250) misses an arm swung out to x 170 that the pose model
+    # sees (visibility 0.9); a foot it guesses at x 60 (visibility 0.2) and a point below
+    # the mask (y 300) widen nothing up or down, nor left.
+    image_px = np.full((33, 2), [125.0, 175.0])
+    visibility = np.full(33, 0.9)
+    image_px[16] = [170.0, 180.0]  # right wrist
+    image_px[27] = [60.0, 240.0]  # left ankle
+    visibility[27] = 0.2
+    image_px[28] = [130.0, 300.0]  # right ankle
+    landmarks = PoseLandmarks(image_px, visibility, np.zeros((33, 3)))
+
+    def seen_with(config):
+        seg = _OnePersonSegmenter()
+        tracker = SegFollow(seg, config)
+        obs = _obs(100.0)
+        seg.next_obs = Observation(
+            obs.mask, obs.box_xyxy, obs.quality, obs.object_score, obs.appearance,
+            landmarks=landmarks,
+        )  # fmt: skip
+        (row,) = tracker.step(
+            Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(obs.box_xyxy, 0.9)]
+        )
+        return row
+
+    row = seen_with(SegFollowConfig(detector_box_weight=0.0))
+    assert row.box_xyxy == pytest.approx([100.0, 100.0, 170.0, 250.0])
+    assert row.observation.box_xyxy == pytest.approx([100.0, 100.0, 150.0, 250.0])
+    off = seen_with(SegFollowConfig(detector_box_weight=0.0, landmark_box_min_visibility=None))
+    assert off.box_xyxy == pytest.approx([100.0, 100.0, 150.0, 250.0])
+    with pytest.raises(ValueError, match="landmark_box_min_visibility"):
+        SegFollowConfig(landmark_box_min_visibility=1.5)
+
+
 def test_the_box_widens_only_from_a_detection_of_one_person_alone():
     world = ScriptedWorld(
         [

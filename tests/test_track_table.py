@@ -9,13 +9,16 @@ from ram_core.pipeline import _Row, _TrackTable
 from ram_core.types import Observation, TrackFrame
 
 
-def _row(track_id: int, frame: int, box: list[float], seen: bool) -> _Row:
+def _row(
+    track_id: int, frame: int, box: list[float], seen: bool, mask_box: list[float] | None = None
+) -> _Row:
+    """A row reporting ``box``; a seen row's segmenter saw ``mask_box`` (default: box)."""
     box_xyxy = np.array(box, dtype=np.float64)
     observation = None
     if seen:
         observation = Observation(
             mask=np.ones((2, 2), dtype=bool),
-            box_xyxy=box_xyxy,
+            box_xyxy=np.array(box if mask_box is None else mask_box, dtype=np.float64),
             quality=0.9,
             object_score=1.0,
             appearance=np.zeros(4, dtype=np.float32),
@@ -76,3 +79,22 @@ def test_a_short_loss_in_plain_view_is_not_hidden_and_one_under_someone_else_is(
     for row in _walk(1, 0.0, {2}):
         off.add(row)
     assert _occluded_by_frame(off.columns(), 1)[2] is True
+
+
+def test_a_partial_view_widened_for_the_report_is_no_anchor_for_the_hidden_rows():
+    # The person walks 2 px a frame; at frame 3 the segmenter sees a sliver (x 6-9) that the
+    # reported box widens past the whole width (say, to the landmarks of an arm); frame 4 is
+    # lost. Both rows are moved onto the line between the whole views of frames 2 and 5.
+    table = _TrackTable()
+    for f in range(7):
+        box = [2.0 * f, 100.0, 2.0 * f + 20, 160.0]
+        if f == 3:
+            sliver = [6.0, 100.0, 9.0, 160.0]
+            table.add(_row(1, f, [6.0, 100.0, 30.0, 160.0], True, mask_box=sliver))
+        else:
+            table.add(_row(1, f, box if f != 4 else [0.0, 0.0, 1.0, 1.0], f != 4))
+    columns = table.columns()
+    rows = np.flatnonzero(columns["track_id"] == 1)
+    rows = rows[np.argsort(columns["frame"][rows])]
+    np.testing.assert_allclose(columns["box_xyxy"][rows[4]], [8.0, 100.0, 28.0, 160.0])
+    np.testing.assert_allclose(columns["box_xyxy"][rows[3]], [6.0, 100.0, 26.0, 160.0])

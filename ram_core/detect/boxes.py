@@ -113,6 +113,7 @@ def bridge_gaps(
     seen: np.ndarray,
     whole_share: float = 0.6,
     window: int = 12,
+    view_boxes_xyxy: np.ndarray | None = None,
 ) -> np.ndarray:
     """One track's boxes with every row between two whole views of the person moved onto
     the straight path between those views' boxes, at each frame's time.
@@ -129,7 +130,8 @@ def bridge_gaps(
     frames = np.asarray(frames, dtype=np.float64)
     boxes = np.asarray(boxes_xyxy, dtype=np.float64)
     out = boxes.copy()
-    anchors = np.flatnonzero(whole_views(frames, box_area(boxes), seen, whole_share, window))
+    views = boxes if view_boxes_xyxy is None else np.asarray(view_boxes_xyxy, dtype=np.float64)
+    anchors = np.flatnonzero(whole_views(frames, box_area(views), seen, whole_share, window))
     for before, after in itertools.pairwise(anchors):
         if after - before < 2:
             continue
