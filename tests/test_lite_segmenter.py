@@ -211,6 +211,29 @@ def test_appearance_descriptor_separates_colours_and_halves():
     assert appearance_similarity(memory, a) > appearance_similarity(memory, b)
 
 
+def test_appearance_descriptor_bins_as_histograms_over_the_documented_ranges():
+    # Every hue, saturation and value the image holds, at and beside the bin edges: the
+    # descriptor's integer binning matches numpy's histograms over (0, 180) x (40, 256) and
+    # (0, 256), block by block, each normalised.
+    import cv2
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (64, 90, 3), dtype=np.uint8)
+    mask = rng.random((64, 90)) < 0.7
+    descriptor = appearance_descriptor(rgb, mask, split_row=20.5)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    expected = []
+    for half in (np.arange(64)[:, None] < 20.5, np.arange(64)[:, None] >= 20.5):
+        pixels = hsv[mask & half].astype(np.float64)
+        chroma = pixels[pixels[:, 1] >= 40]
+        hue_sat = np.histogram2d(
+            chroma[:, 0], chroma[:, 1], bins=(12, 3), range=((0, 180), (40, 256))
+        )[0]
+        value = np.histogram(pixels[:, 2], bins=8, range=(0, 256))[0]
+        expected += [hue_sat.ravel() / hue_sat.sum(), value / value.sum()]
+    np.testing.assert_array_equal(descriptor, np.concatenate(expected).astype(np.float32))
+
+
 def test_appearance_similarity_rejects_wrong_shapes():
     with pytest.raises(ValueError):
         appearance_similarity(np.zeros(5), np.zeros(APPEARANCE_DIM))

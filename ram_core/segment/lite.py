@@ -56,6 +56,11 @@ _HUE_BINS, _SAT_BINS, _VALUE_BINS = 12, 3, 8
 _SAT_MIN = 40  # OpenCV HSV saturation (0..255) below which hue is noise
 _BLOCK_SIZES = (_HUE_BINS * _SAT_BINS, _VALUE_BINS) * 2
 APPEARANCE_DIM = sum(_BLOCK_SIZES)
+_BLOCK_STARTS = np.cumsum((0, *_BLOCK_SIZES[:-1]))
+_HUE_SAT_SIZE = _HUE_BINS * _SAT_BINS
+_HUE_STEP = 180 // _HUE_BINS
+_SAT_STEP = (256 - _SAT_MIN) // _SAT_BINS
+_VALUE_STEP = 256 // _VALUE_BINS
 # Colour that replaces pixels of no concern (people already segmented in this frame, or
 # outside a person's mask): a neutral mid grey.
 NEUTRAL_GREY_RGB = (127, 127, 127)
@@ -191,19 +196,29 @@ def appearance_descriptor(rgb: np.ndarray, mask: np.ndarray, split_row: float) -
     import cv2
 
     hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
-    rows = np.arange(mask.shape[0])[:, None]
+    pixels = hsv[mask].astype(np.int64)
+    lower = np.nonzero(mask)[0] >= split_row
+    hue, sat, value = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    # The bins' edges are whole numbers (hue 0-180 in 12, saturation 40-256 in 3, value
+    # 0-256 in 8), so integer division bins exactly as a histogram over those ranges.
+    chroma = sat >= _SAT_MIN
+    hue_sat_bin = np.minimum(hue // _HUE_STEP, _HUE_BINS - 1) * _SAT_BINS + np.minimum(
+        (sat - _SAT_MIN) // _SAT_STEP, _SAT_BINS - 1
+    )
+    hue_sat = np.bincount(
+        hue_sat_bin[chroma] + lower[chroma] * _HUE_SAT_SIZE, minlength=2 * _HUE_SAT_SIZE
+    )
+    values = np.bincount(
+        np.minimum(value // _VALUE_STEP, _VALUE_BINS - 1) + lower * _VALUE_BINS,
+        minlength=2 * _VALUE_BINS,
+    )
     blocks = []
-    for half in (rows < split_row, rows >= split_row):
-        pixels = hsv[mask & half]
-        chroma = pixels[pixels[:, 1] >= _SAT_MIN]
-        hue_sat, _, _ = np.histogram2d(
-            chroma[:, 0],
-            chroma[:, 1],
-            bins=(_HUE_BINS, _SAT_BINS),
-            range=((0, 180), (_SAT_MIN, 256)),
-        )
-        value, _ = np.histogram(pixels[:, 2], bins=_VALUE_BINS, range=(0, 256))
-        for block in (hue_sat.ravel(), value.astype(np.float64)):
+    for half in (0, 1):
+        for block in (
+            hue_sat[half * _HUE_SAT_SIZE : (half + 1) * _HUE_SAT_SIZE],
+            values[half * _VALUE_BINS : (half + 1) * _VALUE_BINS],
+        ):
+            block = block.astype(np.float64)
             total = block.sum()
             blocks.append(block / total if total > 0 else block)
     return np.concatenate(blocks).astype(np.float32)
@@ -219,15 +234,16 @@ def appearance_similarity(memory: np.ndarray, appearance: np.ndarray) -> float:
     appearance = np.asarray(appearance, dtype=np.float64).ravel()
     if memory.shape != (APPEARANCE_DIM,) or appearance.shape != (APPEARANCE_DIM,):
         raise ValueError(f"appearance descriptors must have shape ({APPEARANCE_DIM},)")
-    coefficients, start = [], 0
-    for size in _BLOCK_SIZES:
-        a = np.clip(memory[start : start + size], 0, None)
-        b = np.clip(appearance[start : start + size], 0, None)
-        start += size
-        if a.sum() > 0 and b.sum() > 0:
-            coefficients.append(np.sum(np.sqrt(a / a.sum() * b / b.sum())))
-    if not coefficients:
+    a = np.maximum(memory, 0.0)
+    b = np.maximum(appearance, 0.0)
+    a_sums = np.add.reduceat(a, _BLOCK_STARTS)
+    b_sums = np.add.reduceat(b, _BLOCK_STARTS)
+    filled = (a_sums > 0) & (b_sums > 0)
+    if not filled.any():
         return 0.0
+    a_share = a / np.repeat(np.where(a_sums > 0, a_sums, 1.0), _BLOCK_SIZES)
+    b_share = b / np.repeat(np.where(b_sums > 0, b_sums, 1.0), _BLOCK_SIZES)
+    coefficients = np.add.reduceat(np.sqrt(a_share * b_share), _BLOCK_STARTS)[filled]
     return float(np.clip(np.mean(coefficients), 0.0, 1.0))
 
 
