@@ -207,10 +207,6 @@ class _Row:
     frame: TrackFrame
     body: BodyEstimate | None
 
-    @property
-    def seen(self) -> bool:
-        return self.frame.observation is not None
-
 
 class _TrackTable:
     """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end.
