@@ -217,6 +217,7 @@ class _TrackTable:
     DROPOUT_MAX_COVERED = 0.25
 
     def __init__(self, dropout_max_frames: int = 0) -> None:
+        # Per track: each row with the box of the mask the segmenter saw (None: not seen).
         self.rows: dict[int, list[tuple[_Row, np.ndarray | None]]] = defaultdict(list)
         self.dropout_max_frames = dropout_max_frames
 

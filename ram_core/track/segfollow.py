@@ -407,7 +407,7 @@ class SegFollow:
         results = [r for r in results if r.track_id in self.tracks]
         results += self._births(candidates, matched_candidates, detections, frame.index)
         self._learn_side_margins(results, detections)
-        return [self._detector_sized(row, width, height) for row in results]
+        return [self._reported(row, width, height) for row in results]
 
     # -- scoring and assignment ---------------------------------------------------------
     def _birth_sized(self, detection: Detection) -> bool:
@@ -608,7 +608,7 @@ class SegFollow:
                 margins = weight * margins + (1 - weight) * track.side_margins
             track.side_margins = margins
 
-    def _detector_sized(self, row: TrackFrame, width: int, height: int) -> TrackFrame:
+    def _reported(self, row: TrackFrame, width: int, height: int) -> TrackFrame:
         """The row with its mask's box widened by the track's detector margins and to its
         visible landmarks (``landmark_box_min_visibility``). Only the reported box changes:
         the motion model and the gates keep the mask's."""
