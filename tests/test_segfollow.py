@@ -830,3 +830,53 @@ def test_a_detection_of_a_persons_upper_half_does_not_make_it_whole():
     (tf,) = tracker.step(Frame(6, np.zeros((360, 640, 3), np.uint8)), [Detection(upper_box, 0.9)])
     assert tf.occluded
     assert float(track.mean[3]) == pytest.approx(height_before, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("in_front", "detection_box", "corrects"),
+    [
+        (True, (150.0, 66.0, 200.0, 216.0), True),
+        (False, (150.0, 66.0, 200.0, 216.0), False),  # nobody in front: the view is theirs
+        (True, (150.0, 66.0, 200.0, 130.0), False),  # the detector saw their upper part too
+    ],
+)
+def test_a_detection_of_the_whole_person_measures_a_view_cut_by_someone_in_front(
+    in_front, detection_box, corrects
+):
+    # Behind a nearer person only the upper part of someone is seen: too small a view to
+    # correct the motion model, whose box would drift with it. A detection of the whole
+    # of them, holding the view, as tall as they have been, is measured instead.
+    front_box = np.array([100.0, 80.0, 220.0, 330.0])
+    back_box = np.array([150.0, 60.0, 200.0, 210.0])
+    front = _rect_obs(front_box)
+    front.mask[60:210, 150:200] = False
+    views = {1: front, 2: _rect_obs(back_box)}
+
+    class Segmenter:
+        def segment(self, frame, prompts):
+            born = {True: views.get(1), False: views[2]}  # a detection's crop, at birth
+            return [
+                [views[p.track_id]]
+                if p.track_id in views
+                else [born[bool(np.allclose(p.box_xyxy, front_box))]]
+                for p in prompts
+            ]
+
+        def appearance_similarity(self, memory, appearance):
+            return 1.0
+
+    tracker = SegFollow(Segmenter(), SegFollowConfig(n_init=2))
+    frame = np.zeros((360, 640, 3), np.uint8)
+    tracker.step(Frame(0, frame), [Detection(front_box, 0.9), Detection(back_box, 0.9)])
+    for i in range(1, 4):
+        tracker.step(Frame(i, frame))
+    back = tracker.tracks[2]
+    assert tracker.is_confirmed(1) and tracker.is_confirmed(2)
+    if not in_front:
+        del tracker.tracks[1]
+        views.pop(1)
+    views[2] = _rect_obs([150.0, 60.0, 200.0, 120.0])  # the head and shoulders
+    centre_y = float(back.mean[1])
+    rows = tracker.step(Frame(4, frame), [Detection(np.array(detection_box), 0.9)])
+    assert any(r.track_id == 2 and r.observation is views[2] for r in rows)
+    assert (float(back.mean[1]) > centre_y + 2.0) == corrects
