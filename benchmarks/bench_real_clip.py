@@ -63,7 +63,7 @@ PHALP_DETECTOR = {
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
 # The code before this stop's changes to SegFollow (the previous stop's last commit).
-BASELINE_REVISION = "d51956d"
+BASELINE_REVISION = "ac517c5"
 
 
 def fetch_clip() -> Path:
