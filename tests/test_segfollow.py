@@ -803,10 +803,13 @@ def test_a_person_born_partly_hidden_is_as_tall_as_their_detection(
 ):
     # Born from the lower 100 px of a 150 px person (the rest behind someone) and seen so for
     # a while, the motion model's box shrinks toward 100 px: their whole view later is theirs.
+    # (Short views keep a tall person's box at their height, ``partial_keeps_height_px``:
+    # off here, so the birth rule alone is tested.)
     seg = _OnePersonSegmenter()
-    tracker = SegFollow(
-        seg, SegFollowConfig(min_match_score=0.0, birth_partial_height=partial_height)
+    config = SegFollowConfig(
+        min_match_score=0.0, birth_partial_height=partial_height, partial_keeps_height_px=None
     )
+    tracker = SegFollow(seg, config)
     frame = np.zeros((360, 640, 3), np.uint8)
     seg.next_obs = _rect_obs([100.0, 150.0, 150.0, 250.0])
     (born,) = tracker.step(
@@ -833,50 +836,32 @@ def test_a_detection_of_a_persons_upper_half_does_not_make_it_whole():
 
 
 @pytest.mark.parametrize(
-    ("in_front", "detection_box", "corrects"),
+    ("person_box", "short_box", "keeps_height_px", "height_kept"),
     [
-        (True, (150.0, 66.0, 200.0, 216.0), True),
-        (False, (150.0, 66.0, 200.0, 216.0), False),  # nobody in front: the view is theirs
-        (True, (150.0, 66.0, 200.0, 130.0), False),  # the detector saw their upper part too
+        ((100, 100, 150, 250), (104, 100, 154, 200), 80.0, True),
+        ((100, 100, 150, 250), (104, 100, 154, 200), None, False),
+        # Under 80 px the pose model's mask loses the legs in plain view: the box follows it.
+        ((100, 100, 120, 160), (104, 100, 124, 140), 80.0, False),
     ],
 )
-def test_a_detection_of_the_whole_person_measures_a_view_cut_by_someone_in_front(
-    in_front, detection_box, corrects
+def test_a_view_too_short_to_be_whole_moves_the_box_sideways_only(
+    person_box, short_box, keeps_height_px, height_kept
 ):
-    # Behind a nearer person only the upper part of someone is seen: too small a view to
-    # correct the motion model, whose box would drift with it. A detection of the whole
-    # of them, holding the view, as tall as they have been, is measured instead.
-    front_box = np.array([100.0, 80.0, 220.0, 330.0])
-    back_box = np.array([150.0, 60.0, 200.0, 210.0])
-    front = _rect_obs(front_box)
-    front.mask[60:210, 150:200] = False
-    views = {1: front, 2: _rect_obs(back_box)}
-
-    class Segmenter:
-        def segment(self, frame, prompts):
-            born = {True: views.get(1), False: views[2]}  # a detection's crop, at birth
-            return [
-                [views[p.track_id]]
-                if p.track_id in views
-                else [born[bool(np.allclose(p.box_xyxy, front_box))]]
-                for p in prompts
-            ]
-
-        def appearance_similarity(self, memory, appearance):
-            return 1.0
-
-    tracker = SegFollow(Segmenter(), SegFollowConfig(n_init=2))
+    seg = _OnePersonSegmenter()
+    config = SegFollowConfig(min_match_score=0.0, partial_keeps_height_px=keeps_height_px)
+    tracker = SegFollow(seg, config, fps=24)
     frame = np.zeros((360, 640, 3), np.uint8)
-    tracker.step(Frame(0, frame), [Detection(front_box, 0.9), Detection(back_box, 0.9)])
-    for i in range(1, 4):
+    seg.next_obs = _rect_obs(person_box)
+    tracker.step(Frame(0, frame), [Detection(np.array(person_box, dtype=np.float64), 0.9)])
+    for i in range(1, 6):
         tracker.step(Frame(i, frame))
-    back = tracker.tracks[2]
-    assert tracker.is_confirmed(1) and tracker.is_confirmed(2)
-    if not in_front:
-        del tracker.tracks[1]
-        views.pop(1)
-    views[2] = _rect_obs([150.0, 60.0, 200.0, 120.0])  # the head and shoulders
-    centre_y = float(back.mean[1])
-    rows = tracker.step(Frame(4, frame), [Detection(np.array(detection_box), 0.9)])
-    assert any(r.track_id == 2 and r.observation is views[2] for r in rows)
-    assert (float(back.mean[1]) > centre_y + 2.0) == corrects
+    (track,) = tracker.tracks.values()
+    height, centre_x = float(track.mean[3]), float(track.mean[0])
+    short_height = short_box[3] - short_box[1]
+    # Short enough to be a part of the person, big enough to correct the motion model.
+    assert short_height < height / config.max_height_growth
+    assert short_height / height >= config.kalman_min_visible
+    seg.next_obs = _rect_obs(short_box)
+    tracker.step(Frame(6, frame))
+    assert float(track.mean[0]) > centre_x + 1.0  # moved sideways either way
+    assert (float(track.mean[3]) > height - 1.0) == height_kept
