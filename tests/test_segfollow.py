@@ -239,6 +239,8 @@ def test_config_rejects_nonsense():
         SegFollowConfig(tentative_behind_max_misses=-1)
     with pytest.raises(ValueError, match="birth_partial_height"):
         SegFollowConfig(birth_partial_height=1.5)
+    with pytest.raises(ValueError, match="partial_keeps_height_px"):
+        SegFollowConfig(partial_keeps_height_px=-1.0)
 
 
 @pytest.mark.parametrize(("x", "found"), [(600.0, False), (300.0, True)])
