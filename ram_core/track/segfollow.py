@@ -697,11 +697,8 @@ class SegFollow:
                 or (found_again_whole and kalman_ratio >= cfg.occluded_below_visible)
             ):
                 keep_height = cfg.partial_keeps_height_px
-                if (
-                    not (as_tall or detector_whole)
-                    and keep_height is not None
-                    and track.tallest_px >= keep_height
-                ):
+                # (detector_whole implies as_tall, see above.)
+                if not as_tall and keep_height is not None and track.tallest_px >= keep_height:
                     # A view too short to be the whole person moves the box sideways only:
                     # its top or bottom is an occluder's edge or a lost limb, and would
                     # shrink the box that the next crops look in.
