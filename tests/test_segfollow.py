@@ -260,6 +260,48 @@ def test_a_much_shorter_mask_at_the_frames_side_is_not_the_tracks_person(x, foun
     assert track.frames_since_seen == (0 if found else 1)
 
 
+class _TracksFirstSegmenter(_OnePersonSegmenter):
+    """Once ``tracks_first``, paints out whom a track's crop finds: a detection's crop over
+    them finds nobody."""
+
+    tracks_first = False
+
+    def segment(self, frame, prompts):
+        found = super().segment(frame, prompts)
+        if not self.tracks_first:
+            return found
+        return [f if p.track_id is not None else [] for p, f in zip(prompts, found, strict=True)]
+
+
+@pytest.mark.parametrize("adopt_iou", [0.5, 1.1])
+def test_a_newcomer_a_leavers_crop_found_and_turned_down_gets_a_track(adopt_iou):
+    # A person (150 px) leaves on the right while a farther one (75 px) walks in where the
+    # leaver is predicted: the leaver's crop finds the newcomer first, so the newcomer's
+    # own detection comes back empty, and the leaver turns the mask down as too short. The
+    # detection takes that mask, and the leaver, hidden now, does not block the birth.
+    seg = _TracksFirstSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(adopt_detection_iou=adopt_iou))
+    leaver = _born(tracker, seg, x=600.0)
+    seg.tracks_first = True
+    farther = np.array([600.0, 175.0, 640.0, 250.0])
+    mask = np.zeros((360, 640), bool)
+    mask[175:250, 600:640] = True
+    seg.next_obs = Observation(mask, farther, 0.9, 2.0, np.asarray((0.0, 1.0), np.float32))
+    rows = tracker.step(
+        Frame(1, np.zeros((360, 640, 3), np.uint8)), [Detection(farther.copy(), 0.9)]
+    )
+    assert leaver.frames_since_seen == 1
+    born = [r for r in rows if r.track_id != leaver.track_id]
+    if adopt_iou > 1.0:  # adoption off: nobody starts a track on the newcomer
+        assert born == []
+        return
+    (newcomer,) = born
+    assert newcomer.observation is seg.next_obs
+    assert newcomer.box_xyxy == pytest.approx(farther)
+    with pytest.raises(ValueError, match="adopt_detection_iou"):
+        SegFollowConfig(adopt_detection_iou=0.0)
+
+
 @pytest.mark.parametrize("weight", [0.5, 0.0])
 def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weight):
     # A small person's mask misses their thin limbs: the detector's box is 5 px wider on
