@@ -20,7 +20,9 @@ import contextlib
 import dataclasses
 import datetime
 import itertools
+import os
 import platform
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -702,7 +704,9 @@ def _frames_with_detections(
         return found
 
     ahead: deque[tuple[Frame, Future | None]] = deque()
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-detect")
+    worker = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="ram-detect", initializer=_yield_to_the_segmenter
+    )
     try:
         exhausted = False
         while True:
@@ -723,6 +727,24 @@ def _frames_with_detections(
         close = getattr(frames, "close", None)
         if close is not None:
             close()  # the decoder lets go of the file
+
+
+# The read-ahead detector's thread's nice value (Linux; 19 is the lowest priority).
+DETECTOR_THREAD_NICE = 19
+
+
+def _yield_to_the_segmenter() -> None:
+    """Lowers the calling thread's priority (Linux only, where a thread has a nice value of
+    its own; elsewhere a no-op).
+
+    The detector works frames ahead, the segmenter's LiteRT threads on the frame the loop
+    waits for: at equal priority the detector took one of two cores from them. Niced, it
+    runs when they wait (the tracking's Python between model calls). The real clip's first
+    100 frames: 11.7 s against 12.4-13.0 s, turns taken in one run."""
+    if sys.platform != "linux":
+        return  # elsewhere a thread id is no process id: setpriority could hit another
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DETECTOR_THREAD_NICE)
 
 
 def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:

@@ -3,12 +3,14 @@ order, a bounded read-ahead, and failures that reach the loop."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
 import pytest
 
-from ram_core.pipeline import StageTimer, _frames_with_detections
+from ram_core.pipeline import DETECTOR_THREAD_NICE, StageTimer, _frames_with_detections
 from ram_core.types import Detection, Frame
 
 EVERY = 3
@@ -32,9 +34,12 @@ class RecordingDetector:
         self.fail_at = fail_at
         self.seen: list[int] = []
         self.threads: set[str] = set()
+        self.nice: set[int] = set()
 
     def detect(self, frame: Frame) -> list[Detection]:
         self.threads.add(threading.current_thread().name)
+        if sys.platform == "linux":
+            self.nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         if frame.index == self.fail_at:
             raise RuntimeError(f"the detector broke on frame {frame.index}")
         self.seen.append(frame.index)
@@ -73,3 +78,16 @@ def test_a_failing_detector_fails_the_loop_and_stops_the_thread():
                 detecting.result()
     frames.close()
     assert not any(t.name.startswith("ram-detect") for t in threading.enumerate())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_the_detector_thread_yields_the_cores_to_the_segmenter():
+    detector = RecordingDetector()
+    main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    frames = _frames_with_detections(
+        iter(CountingFrames(4)), lambda f: True, detector, StageTimer()
+    )
+    for _, detecting in frames:
+        detecting.result()
+    assert detector.nice == {max(main_nice, DETECTOR_THREAD_NICE)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice
