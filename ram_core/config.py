@@ -4,7 +4,7 @@ A YAML config has one mapping per section, each key a field of that section's da
 
     pipeline: {detect_every: 5, focal_px: 900}
     segfollow: {alpha: 0.75, tau_kf: 15}
-    detector: {score_threshold: 0.5}
+    detector: {score_threshold: 0.3}
     segmenter: {crop_margin: 0.2}
     sam2: {model: small, image_size: 1024, memory: ema}      # full backend
     full_detector: {score_threshold: 0.7}                   # full backend

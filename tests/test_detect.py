@@ -259,7 +259,7 @@ def test_postprocess_thresholds_filters_size_and_clips():
         ],
         dtype=float,
     )
-    scores = np.array([0.9, 0.9, 0.9, 0.4, 0.9, 0.9])
+    scores = np.array([0.9, 0.9, 0.9, 0.2, 0.9, 0.9])
     found = postprocess(boxes, scores, 640, 360, config)
     assert len(found) == 1
     np.testing.assert_allclose(found[0].box_xyxy, [10, 10, 70, 130])

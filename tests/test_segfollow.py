@@ -302,6 +302,38 @@ def test_a_newcomer_a_leavers_crop_found_and_turned_down_gets_a_track(adopt_iou)
         SegFollowConfig(adopt_detection_iou=0.0)
 
 
+class _WhereAskedSegmenter(_OnePersonSegmenter):
+    """Finds a person filling every prompt's box, each in their own colour."""
+
+    def segment(self, frame, prompts):
+        found = []
+        for prompt in prompts:
+            box = np.asarray(prompt.box_xyxy, dtype=np.float64)
+            mask = np.zeros(frame.rgb.shape[:2], bool)
+            mask[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])] = True
+            colour = np.asarray((box[0] / 640.0, 1.0), np.float32)
+            found.append([Observation(mask, box, 0.9, 2.0, colour)])
+        return found
+
+
+@pytest.mark.parametrize(
+    ("x", "score", "born"),
+    [(400.0, 0.4, True), (400.0, 0.2, False), (130.0, 0.4, False), (130.0, 0.6, True)],
+)
+def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, score, born):
+    # Someone is tracked at x 100-150. A detection scoring under birth_min_score may start
+    # a track away from them (x 400), not where it touches their predicted box (x 130:
+    # a crossing pair's loose box), and never under birth_min_score_untracked.
+    tracker = SegFollow(_WhereAskedSegmenter(), SegFollowConfig(duplicate_overlap=1.1))
+    first = Detection(np.array([100.0, 100.0, 150.0, 250.0]), 0.9)
+    (tracked,) = tracker.step(Frame(0, np.zeros((360, 640, 3), np.uint8)), [first])
+    other = Detection(np.array([x, 100.0, x + 50.0, 250.0]), score)
+    rows = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)), [other])
+    assert len([r for r in rows if r.track_id != tracked.track_id]) == int(born)
+    with pytest.raises(ValueError, match="birth_min_score_untracked"):
+        SegFollowConfig(birth_min_score_untracked=0.6)
+
+
 @pytest.mark.parametrize("weight", [0.5, 0.0])
 def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weight):
     # A small person's mask misses their thin limbs: the detector's box is 5 px wider on

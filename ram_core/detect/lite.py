@@ -73,7 +73,10 @@ class DetectorConfig:
     """
 
     kind: str = "yolov4_tiny"
-    score_threshold: float = 0.5
+    # Low enough to propose two people overlapping (YOLOv4-tiny scored a pair 0.48 and
+    # 0.37): the tracker decides which start tracks (SegFollowConfig.birth_min_score, and
+    # birth_min_score_untracked where nobody is tracked), and BlazePose must find a pose.
+    score_threshold: float = 0.3
     nms_iou: float = 0.45
     min_box_width_px: float = 8.0
     min_box_height_px: float = 32.0
