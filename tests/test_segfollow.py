@@ -334,6 +334,37 @@ def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, sc
         SegFollowConfig(birth_min_score_untracked=0.6)
 
 
+def _box_obs(x0: float, x1: float, y0: float, y1: float) -> Observation:
+    mask = np.zeros((360, 640), bool)
+    mask[int(y0) : int(y1), int(x0) : int(x1)] = True
+    box = np.array([x0, y0, x1, y1])
+    return Observation(mask, box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("height", "x0", "occluded", "offset"),
+    [
+        (60.0, 113.0, False, 0.15),  # small, narrow, centred: legs passing each other
+        (60.0, 100.0, True, 0.15),  # small, narrow, at one side: partly behind something
+        (60.0, 113.0, True, None),  # the rule off
+        (150.0, 113.0, True, 0.15),  # a tall person's narrow view is a part of them
+    ],
+)
+def test_a_small_persons_narrow_centred_view_is_not_counted_as_hidden(height, x0, occluded, offset):
+    seg = _OnePersonSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(narrow_view_max_offset=offset))
+    seg.next_obs = _box_obs(100.0, 140.0, 100.0, 100.0 + height)
+    tracker.step(
+        Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(seg.next_obs.box_xyxy, 0.9)]
+    )
+    seg.next_obs = _box_obs(x0, x0 + 14.0, 100.0, 100.0 + height)
+    (row,) = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)))
+    assert row.observation is seg.next_obs
+    assert row.occluded is occluded
+    with pytest.raises(ValueError, match="narrow_view_max_offset"):
+        SegFollowConfig(narrow_view_max_offset=0.6)
+
+
 @pytest.mark.parametrize("weight", [0.5, 0.0])
 def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weight):
     # A small person's mask misses their thin limbs: the detector's box is 5 px wider on
