@@ -213,15 +213,18 @@ class _Row:
 class _TrackTable:
     """Per-track rows of the run, turned into the ``tracks.npz`` columns at the end.
 
-    dropout_max_frames: see ``PipelineConfig.dropout_max_frames``."""
+    dropout_max_frames, dropout_any_height_below_px: see ``PipelineConfig``."""
 
     # A lost frame whose box is covered this much by someone else's may be a real occlusion.
     DROPOUT_MAX_COVERED = 0.25
+    # How tall, against the tallest of the frames before, a view around a dropout must be.
+    DROPOUT_AS_TALL = 0.9
 
-    def __init__(self, dropout_max_frames: int = 0) -> None:
+    def __init__(self, dropout_max_frames: int = 0, dropout_any_height_below_px: float = 0.0):
         # Per track: each row with the box of the mask the segmenter saw (None: not seen).
         self.rows: dict[int, list[tuple[_Row, np.ndarray | None]]] = defaultdict(list)
         self.dropout_max_frames = dropout_max_frames
+        self.dropout_any_height_below_px = dropout_any_height_below_px
 
     def add(self, row: _Row) -> None:
         # The table keeps scores, not the observation's full-frame mask: memory must not
@@ -253,8 +256,10 @@ class _TrackTable:
             )
             clear = was_seen & ~np.array([row.frame.occluded for row, _ in kept])
             boxes.append(bridge_gaps(frames, raw, was_seen, view_boxes_xyxy=views))
+            tallest = float(np.max(raw[was_seen, 3] - raw[was_seen, 1]))
+            as_tall = 0.0 if tallest < self.dropout_any_height_below_px else self.DROPOUT_AS_TALL
             dropouts.append(
-                short_dropouts(frames, raw, clear, was_seen, self.dropout_max_frames)
+                short_dropouts(frames, raw, clear, was_seen, self.dropout_max_frames, as_tall)
             )
         n = len(records)
         table = {
@@ -491,7 +496,9 @@ def _track(
     lag = stage.confirmation_delay
     reconstructor = parts.reconstructor
     pending: deque[_Pending] = deque()
-    table = _TrackTable(config.pipeline.dropout_max_frames)
+    table = _TrackTable(
+        config.pipeline.dropout_max_frames, config.pipeline.dropout_any_height_below_px
+    )
     confirmed: set[int] = set()
 
     def release(batch: list[tuple[_Pending, frozenset[int]]]) -> None:
