@@ -63,7 +63,7 @@ PHALP_DETECTOR = {
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
 # The code before this stop's changes to SegFollow (the previous stop's last commit).
-BASELINE_REVISION = "ac517c5"
+BASELINE_REVISION = "8e5fcab"
 
 
 def fetch_clip() -> Path:
