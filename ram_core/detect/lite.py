@@ -2,8 +2,9 @@
 dnn module, HOG as the last fallback.
 
 YOLOv4-tiny became the default once SegFollow's births and re-anchoring stopped losing
-what its extra detections found: frame by frame on the rendered scenes it finds 92% of
-people 40-80 px tall against SSDLite's 26%, in half the time (see
+what its extra detections found: frame by frame on the rendered scenes it finds 94% of
+people 40-80 px tall against SSDLite's 37% (92% and 26% from a score of 0.5), in less
+time (see
 ``benchmarks/results/detectors.md``), and tracked, the tuning scenes' MOTA is as good or
 better on every set (``BENCHMARKS.md``).
 
