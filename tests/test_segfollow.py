@@ -331,7 +331,9 @@ def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, sc
     rows = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)), [other])
     assert len([r for r in rows if r.track_id != tracked.track_id]) == int(born)
     with pytest.raises(ValueError, match="birth_min_score_untracked"):
-        SegFollowConfig(birth_min_score_untracked=0.6)
+        SegFollowConfig(birth_min_score_untracked=1.5)
+    # Under a lower birth_min_score, that one holds everywhere.
+    SegFollowConfig(birth_min_score=0.0)
 
 
 def _box_obs(x0: float, x1: float, y0: float, y1: float) -> Observation:

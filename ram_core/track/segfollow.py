@@ -140,12 +140,13 @@ class SegFollowConfig:
     predicted box (two people crossing come out as one loose box of a middling score)."""
     birth_min_score_untracked: float = 0.3
     """Detector score a new person needs where the detection touches nobody's predicted box
-    (a clip's first frame, or a part of the frame nobody is tracked in); BlazePose's crop
-    must still find a pose there. Two look-alikes overlapping at a clip's start scored 0.48
-    and 0.37 and were found 5 and 10 frames late. On 39 scenes: three look-alike and pillar
-    scenes +1.0 to +3.7 MOTA, one pillar scene -1.9 (its walker's track began a frame
-    sooner and then took the pillar for them twice), the rest as they were; 0.3 everywhere
-    cost a crossing 11.7 points with 2 ID switches."""
+    (a clip's first frame, or a part of the frame nobody is tracked in; the lower of the
+    two applies); BlazePose's crop must still find a pose there. Two look-alikes
+    overlapping at a clip's start scored 0.48 and 0.37 and were found 5 and 10 frames
+    late. On 39 scenes: three look-alike and pillar scenes +1.0 to +3.7 MOTA, one pillar
+    scene -1.9 (its walker's track began a frame sooner and then took the pillar for them
+    twice), the rest as they were; 0.3 everywhere cost a crossing 11.7 points with 2 ID
+    switches."""
     birth_min_size_px: tuple[float, float] = (8.0, 32.0)
     """Smallest box (w, h) a new person may have (the lite detector's own minimum)."""
     birth_max_covered: float = 0.5
@@ -276,8 +277,8 @@ class SegFollowConfig:
         offset = self.narrow_view_max_offset
         if offset is not None and not 0.0 <= offset <= 0.5:
             raise ValueError("narrow_view_max_offset must be in [0, 0.5] or None")
-        if not 0.0 <= self.birth_min_score_untracked <= self.birth_min_score:
-            raise ValueError("need 0 <= birth_min_score_untracked <= birth_min_score")
+        if not 0.0 <= self.birth_min_score_untracked <= 1.0:
+            raise ValueError("birth_min_score_untracked must be in [0, 1]")
         if not 0.0 <= self.birth_partial_height <= 1.0:
             raise ValueError("birth_partial_height must be in [0, 1]")
         if not 0.0 <= self.detector_box_weight <= 1.0 or self.detector_box_max_margin < 0:
@@ -473,13 +474,14 @@ class SegFollow:
         cfg = self.config
         min_w, min_h = cfg.birth_min_size_px
         predicted = np.array([t.predicted_box for t in tracks]).reshape(-1, 4)
+        untracked = min(cfg.birth_min_score_untracked, cfg.birth_min_score)
         worthy = []
         for detection in detections:
             box = np.asarray(detection.box_xyxy, dtype=np.float64)
             if box[2] - box[0] < min_w or box[3] - box[1] < min_h:
                 continue
             if detection.score < cfg.birth_min_score and (
-                detection.score < cfg.birth_min_score_untracked
+                detection.score < untracked
                 or iou_matrix(box, predicted).max(initial=0.0) > 0.0
             ):
                 continue
