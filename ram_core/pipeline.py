@@ -220,7 +220,9 @@ class _TrackTable:
     # How tall, against the tallest of the frames before, a view around a dropout must be.
     DROPOUT_AS_TALL = 0.9
 
-    def __init__(self, dropout_max_frames: int = 0, dropout_any_height_below_px: float = 0.0):
+    def __init__(
+        self, dropout_max_frames: int = 0, dropout_any_height_below_px: float = 0.0
+    ) -> None:
         # Per track: each row with the box of the mask the segmenter saw (None: not seen).
         self.rows: dict[int, list[tuple[_Row, np.ndarray | None]]] = defaultdict(list)
         self.dropout_max_frames = dropout_max_frames

@@ -284,9 +284,7 @@ def test_a_newcomer_a_leavers_crop_found_and_turned_down_gets_a_track(adopt_iou)
     leaver = _born(tracker, seg, x=600.0)
     seg.tracks_first = True
     farther = np.array([600.0, 175.0, 640.0, 250.0])
-    mask = np.zeros((360, 640), bool)
-    mask[175:250, 600:640] = True
-    seg.next_obs = Observation(mask, farther, 0.9, 2.0, np.asarray((0.0, 1.0), np.float32))
+    seg.next_obs = _rect_obs(farther)
     rows = tracker.step(
         Frame(1, np.zeros((360, 640, 3), np.uint8)), [Detection(farther.copy(), 0.9)]
     )
@@ -336,13 +334,6 @@ def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, sc
     SegFollowConfig(birth_min_score=0.0)
 
 
-def _box_obs(x0: float, x1: float, y0: float, y1: float) -> Observation:
-    mask = np.zeros((360, 640), bool)
-    mask[int(y0) : int(y1), int(x0) : int(x1)] = True
-    box = np.array([x0, y0, x1, y1])
-    return Observation(mask, box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
-
-
 @pytest.mark.parametrize(
     ("height", "x0", "occluded", "offset"),
     [
@@ -355,11 +346,11 @@ def _box_obs(x0: float, x1: float, y0: float, y1: float) -> Observation:
 def test_a_small_persons_narrow_centred_view_is_not_counted_as_hidden(height, x0, occluded, offset):
     seg = _OnePersonSegmenter()
     tracker = SegFollow(seg, SegFollowConfig(narrow_view_max_offset=offset))
-    seg.next_obs = _box_obs(100.0, 140.0, 100.0, 100.0 + height)
+    seg.next_obs = _rect_obs([100.0, 100.0, 140.0, 100.0 + height])
     tracker.step(
         Frame(0, np.zeros((360, 640, 3), np.uint8)), [Detection(seg.next_obs.box_xyxy, 0.9)]
     )
-    seg.next_obs = _box_obs(x0, x0 + 14.0, 100.0, 100.0 + height)
+    seg.next_obs = _rect_obs([x0, 100.0, x0 + 14.0, 100.0 + height])
     (row,) = tracker.step(Frame(1, np.zeros((360, 640, 3), np.uint8)))
     assert row.observation is seg.next_obs
     assert row.occluded is occluded
