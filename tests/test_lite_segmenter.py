@@ -12,8 +12,10 @@ from ram_core.segment.lite import (
     LiteSegmenterConfig,
     appearance_descriptor,
     appearance_similarity,
+    context_box,
     overlap_waves,
     pose_component,
+    prompt_contexts,
     visibility_logit,
 )
 from ram_core.types import Frame, Prompt
@@ -179,6 +181,35 @@ def test_visibility_logit_sign_and_zero_point():
     assert np.isfinite(visibility_logit(np.ones(33)))
 
 
+def test_context_box_widens_narrow_boxes_of_small_people_only():
+    config = LiteSegmenterConfig()  # 0.4 of the height, under 80 px, margin 0.2
+    narrow_small = np.array([100.0, 100.0, 110.0, 150.0])  # 10 x 50 px
+    x0, y0, x1, y1 = context_box(narrow_small, config)
+    assert x1 - x0 == pytest.approx(0.4 * 50 * 1.4) and (x0 + x1) / 2 == pytest.approx(105)
+    assert (y0, y1) == pytest.approx((90, 160))
+    unwidened = context_box(narrow_small, config, widen=False)
+    assert unwidened[2] - unwidened[0] == pytest.approx(10 * 1.4)
+    # As tall as 80 px, or already wide enough: the box's own width.
+    narrow_tall = np.array([100.0, 100.0, 120.0, 180.0])
+    np.testing.assert_allclose(context_box(narrow_tall, config), [96, 84, 124, 196])
+    wide_small = np.array([100.0, 100.0, 125.0, 150.0])
+    np.testing.assert_allclose(context_box(wide_small, config), [95, 90, 130, 160])
+
+
+def test_prompt_contexts_widen_only_away_from_other_prompts():
+    config = LiteSegmenterConfig()
+    alone = np.array([100.0, 100.0, 110.0, 150.0])
+    far = np.array([300.0, 100.0, 310.0, 150.0])
+    near = np.array([118.0, 100.0, 128.0, 150.0])  # each in the other's wider view
+    contexts = prompt_contexts([alone, far], config)
+    np.testing.assert_allclose(contexts[0], context_box(alone, config))
+    assert contexts[0][2] - contexts[0][0] > 20
+    contexts = prompt_contexts([alone, near, far], config)
+    np.testing.assert_allclose(contexts[0], context_box(alone, config, widen=False))
+    np.testing.assert_allclose(contexts[1], context_box(near, config, widen=False))
+    np.testing.assert_allclose(contexts[2], context_box(far, config))
+
+
 def test_pose_component_keeps_the_blob_with_the_body_landmarks():
     mask = np.zeros((100, 100), dtype=bool)
     mask[10:90, 10:40] = True  # the person (smaller)
@@ -257,6 +288,8 @@ def test_grey_clothing_is_compared_by_value_only():
         {"visibility_zero": 0.0},
         {"min_pose_score": 1.0},
         {"min_mask_box_fraction": 1.0},
+        {"context_min_width_per_height": -0.1},
+        {"context_widen_below_px": -1.0},
         {"num_threads": -1},
     ],
 )

@@ -75,6 +75,16 @@ class LiteSegmenterConfig:
     # The model sees the box grown by this fraction of its size on each side; the rest of
     # the region is black, as MediaPipe letterboxes a crop (neighbours stay out of view).
     context_margin: float = 0.2
+    # A box shorter than context_widen_below_px is first widened to this many times its
+    # height, where the wider view covers no other prompt's box (``prompt_contexts``). A
+    # small walker's predicted box, learnt from views with the legs together, is narrower
+    # than they are a few frames on; a view cut to it hid their arms and legs, and the
+    # model found nobody. On 39 scenes only the four small_people changed: 93.2 / 87.6 /
+    # 90.7 / 85.3 -> 95.5 / 94.6 / 97.7 / 94.1 MOTA, no ID switch. Widened beside other
+    # people it merged their masks (three ID switches there), and for people of any size
+    # it cost hidden_person 7.8 and a long occlusion 10.5.
+    context_min_width_per_height: float = 0.4
+    context_widen_below_px: float = 80.0
     crop_min_height_per_width: float = 2.0  # a standing person's box is ~2.2 times as high
     mask_threshold: float = 0.5
     # Mean landmark visibility at which object_score is 0 (the logit's zero point).
@@ -93,6 +103,8 @@ class LiteSegmenterConfig:
     def __post_init__(self) -> None:
         if self.context_margin < 0:
             raise ValueError("context_margin must be >= 0")
+        if self.context_min_width_per_height < 0 or self.context_widen_below_px < 0:
+            raise ValueError("context_min_width_per_height and context_widen_below_px must be >= 0")
         if not 0.5 <= self.roi_scale <= 4.0:
             raise ValueError(f"roi_scale must be in [0.5, 4], got {self.roi_scale}")
         if self.crop_min_height_per_width < 0:
@@ -266,11 +278,39 @@ def box_roi(box_xyxy: np.ndarray, config: LiteSegmenterConfig) -> PoseRoi:
     return roi_from_box(stretched_box(box_xyxy, config.crop_min_height_per_width), config.roi_scale)
 
 
-def context_box(box_xyxy: np.ndarray, config: LiteSegmenterConfig) -> np.ndarray:
-    """What of the region the model may see: the stretched box grown by the margin."""
+def context_box(
+    box_xyxy: np.ndarray, config: LiteSegmenterConfig, widen: bool = True
+) -> np.ndarray:
+    """What of the region the model may see: the stretched box — widened about its centre
+    to ``context_min_width_per_height`` of its height if it is shorter than
+    ``context_widen_below_px`` and ``widen`` — grown by the margin."""
     x0, y0, x1, y1 = stretched_box(box_xyxy, config.crop_min_height_per_width)
+    height = y1 - y0
+    wanted_w = config.context_min_width_per_height * height
+    if widen and height < config.context_widen_below_px and x1 - x0 < wanted_w:
+        centre = (x0 + x1) / 2
+        x0, x1 = centre - wanted_w / 2, centre + wanted_w / 2
     dx, dy = config.context_margin * (x1 - x0), config.context_margin * (y1 - y0)
     return np.array([x0 - dx, y0 - dy, x1 + dx, y1 + dy])
+
+
+def prompt_contexts(
+    boxes_xyxy: Sequence[np.ndarray], config: LiteSegmenterConfig
+) -> list[np.ndarray]:
+    """Each prompt box's ``context_box``, widened only where the wider view covers no
+    other prompt's box: beside someone, it showed the model both, and their masks merged."""
+    boxes = [np.asarray(b, dtype=np.float64) for b in boxes_xyxy]
+    contexts = []
+    for k, box in enumerate(boxes):
+        view = context_box(box, config)
+        if any(
+            view[0] < other[2] and other[0] < view[2] and view[1] < other[3] and other[1] < view[3]
+            for j, other in enumerate(boxes)
+            if j != k
+        ):
+            view = context_box(box, config, widen=False)
+        contexts.append(view)
+    return contexts
 
 
 def overlap_waves(bounds: Sequence[tuple[int, int, int, int] | None]) -> list[int]:
@@ -354,7 +394,7 @@ class BlazePoseSegmenter:
             int(i) for i in np.argsort([-float(p.box_xyxy[3]) for p in prompts], kind="stable")
         ]
         rois = [box_roi(prompts[i].box_xyxy, self.config) for i in order]
-        contexts = [context_box(prompts[i].box_xyxy, self.config) for i in order]
+        contexts = prompt_contexts([prompts[i].box_xyxy for i in order], self.config)
         bounds = [roi.bounds(width, height) for roi in rois]
         # What the model sees of each region: people whose views do not overlap run at once.
         seen = [
