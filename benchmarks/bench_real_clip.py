@@ -62,8 +62,8 @@ PHALP_DETECTOR = {
 
 
 WHOLE_FRAME_BATCH = 64  # more people than any frame of the clip holds
-# The code before this stop's changes to SegFollow (the previous stop's last commit).
-BASELINE_REVISION = "8e5fcab"
+# The code before this stop's changes (the previous stop's last commit).
+BASELINE_REVISION = "3163e09"
 
 
 def fetch_clip() -> Path:
