@@ -75,14 +75,15 @@ class LiteSegmenterConfig:
     # The model sees the box grown by this fraction of its size on each side; the rest of
     # the region is black, as MediaPipe letterboxes a crop (neighbours stay out of view).
     context_margin: float = 0.2
-    # A box shorter than context_widen_below_px is first widened to this many times its
-    # height, where the wider view covers no other prompt's box (``prompt_contexts``). A
-    # small walker's predicted box, learnt from views with the legs together, is narrower
-    # than they are a few frames on; a view cut to it hid their arms and legs, and the
-    # model found nobody. On 39 scenes only the four small_people changed: 93.2 / 87.6 /
-    # 90.7 / 85.3 -> 95.5 / 94.6 / 97.7 / 94.1 MOTA, no ID switch. Widened beside other
-    # people it merged their masks (three ID switches there), and for people of any size
-    # it cost hidden_person 7.8 and a long occlusion 10.5.
+    # A box shorter than context_widen_below_px and narrower than this many times its
+    # height is first widened to that, where the wider view covers no other prompt's box
+    # (``prompt_contexts``). A small walker's predicted box, learnt from views with the
+    # legs together, is narrower than they are a few frames on; a view cut to it hid
+    # their arms and legs, and the model found nobody. On 39 scenes only the four
+    # small_people changed: 93.2 / 87.6 / 90.7 / 85.3 -> 95.5 / 94.6 / 97.7 / 94.1 MOTA,
+    # no ID switch. Widened beside other people it merged their masks (three ID switches
+    # there), and for people of any size it cost hidden_person 7.8 and a long occlusion
+    # 10.5.
     context_min_width_per_height: float = 0.4
     context_widen_below_px: float = 80.0
     crop_min_height_per_width: float = 2.0  # a standing person's box is ~2.2 times as high
