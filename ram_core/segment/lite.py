@@ -304,11 +304,7 @@ def prompt_contexts(
     contexts = []
     for k, box in enumerate(boxes):
         view = context_box(box, config)
-        if any(
-            view[0] < other[2] and other[0] < view[2] and view[1] < other[3] and other[1] < view[3]
-            for j, other in enumerate(boxes)
-            if j != k
-        ):
+        if any(_overlap(view, other) for j, other in enumerate(boxes) if j != k):
             view = context_box(box, config, widen=False)
         contexts.append(view)
     return contexts
@@ -339,7 +335,7 @@ def _clip_box(box: np.ndarray, bounds: tuple[int, int, int, int]) -> tuple[int, 
     )
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
