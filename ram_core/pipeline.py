@@ -547,7 +547,9 @@ def _track(
     # while the next frame is segmented: LiteRT's interpreter and OpenCV let go of the
     # interpreter lock, the IK's numpy holds it, so the two overlap on two cores. They go
     # a few at a time, so a reconstructor that solves frames together makes fewer calls.
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-release")
+    worker = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="ram-release", initializer=_yield_to_the_segmenter
+    )
     released: deque[Future] = deque()
     waiting: list[tuple[_Pending, frozenset[int]]] = []
 
@@ -700,10 +702,10 @@ def _frames_with_detections(
 ) -> Iterator[tuple[Frame, Future | None]]:
     """Each frame with its detections to come (None where ``wanted`` says no).
 
-    The next frame to detect is read ahead and detected on a thread while the frames
-    before it are segmented: OpenCV's network lets go of the interpreter lock, so on two
-    cores the detector costs the tracking loop little. At most one detection interval of
-    frames waits in memory.
+    The next frames to detect are read ahead and detected on a thread while the frames
+    before them are segmented: OpenCV's network lets go of the interpreter lock, so on two
+    cores the detector costs the tracking loop little. At most ``DETECTIONS_AHEAD``
+    detection intervals of frames wait in memory.
     """
 
     def detect(frame: Frame) -> list[Detection]:
@@ -720,9 +722,9 @@ def _frames_with_detections(
         exhausted = False
         while True:
             # Read on until a frame after the one handed out is being detected.
-            while not exhausted and not any(
-                future for _, future in itertools.islice(ahead, 1, None)
-            ):
+            while not exhausted and sum(
+                future is not None for _, future in itertools.islice(ahead, 1, None)
+            ) < DETECTIONS_AHEAD:
                 frame = next(frames, None)
                 if frame is None:
                     exhausted = True
@@ -738,8 +740,14 @@ def _frames_with_detections(
             close()  # the decoder lets go of the file
 
 
-# The read-ahead detector's thread's nice value (Linux; 19 is the lowest priority).
-DETECTOR_THREAD_NICE = 19
+# Frames to detect queued on the detector's thread beyond the one the loop waits for. With
+# one, the niced detector fell behind while the segmenter kept both cores busy, and the loop
+# waited for it at 15 of 20 detection frames of the real clip's first 100 (1.3-1.5 s in
+# all); with two, at 7 (0.75-0.9 s, most of it the first frame's), 10.9 -> 10.7 s a run.
+DETECTIONS_AHEAD = 2
+# The nice value of the read-ahead detector's thread and of the release thread (Linux; 19
+# is the lowest priority).
+HELPER_THREAD_NICE = 19
 
 
 def _yield_to_the_segmenter() -> None:
@@ -749,11 +757,14 @@ def _yield_to_the_segmenter() -> None:
     The detector works frames ahead, the segmenter's LiteRT threads on the frame the loop
     waits for: at equal priority the detector took one of two cores from them. Niced, it
     runs when they wait (the tracking's Python between model calls). The real clip's first
-    100 frames: 11.7 s against 12.4-13.0 s, turns taken in one run."""
+    100 frames: 11.7 s against 12.4-13.0 s, turns taken in one run. The release thread
+    (reconstruction, masks, camera motion) works on frames the loop has finished with and
+    gets the same: 10.4 -> 10.1 s, three turns each (LiteRT's two threads wait for the
+    slower of them, so one preempted thread stalled every model call)."""
     if sys.platform != "linux":
         return  # elsewhere a thread id is no process id: setpriority could hit another
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DETECTOR_THREAD_NICE)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_THREAD_NICE)
 
 
 def _rescale_depth(table: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:

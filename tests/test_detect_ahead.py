@@ -10,7 +10,12 @@ import threading
 import numpy as np
 import pytest
 
-from ram_core.pipeline import DETECTOR_THREAD_NICE, StageTimer, _frames_with_detections
+from ram_core.pipeline import (
+    DETECTIONS_AHEAD,
+    HELPER_THREAD_NICE,
+    StageTimer,
+    _frames_with_detections,
+)
 from ram_core.types import Detection, Frame
 
 EVERY = 3
@@ -54,8 +59,10 @@ def test_detections_come_with_their_frames_in_order_from_another_thread():
     frames = _frames_with_detections(iter(source), lambda f: f.index % EVERY == 0, detector, timer)
     handed = []
     for frame, detecting in frames:
-        # At most one detection interval is read past the frame handed out.
-        assert source.read <= frame.index + EVERY + 1
+        # At most DETECTIONS_AHEAD detection intervals are read past the frame handed out,
+        # and that many are queued when the source has them.
+        assert source.read <= frame.index + DETECTIONS_AHEAD * EVERY + 1
+        assert source.read >= min(source.count, frame.index + (DETECTIONS_AHEAD - 1) * EVERY + 1)
         found = None if detecting is None else detecting.result()
         handed.append(frame.index)
         assert (found is not None) == (frame.index % EVERY == 0)
@@ -89,5 +96,5 @@ def test_the_detector_thread_yields_the_cores_to_the_segmenter():
     )
     for _, detecting in frames:
         detecting.result()
-    assert detector.nice == {max(main_nice, DETECTOR_THREAD_NICE)}
+    assert detector.nice == {max(main_nice, HELPER_THREAD_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice

@@ -4,6 +4,9 @@ each track's frames in order, ``forget`` after a track's last frame, confidence 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -14,7 +17,7 @@ from ram_core.config import RunConfig
 from ram_core.eval.bench_scenes import load_scene
 from ram_core.io.result import load_result
 from ram_core.models.backends import Backend
-from ram_core.pipeline import run_pipeline
+from ram_core.pipeline import HELPER_THREAD_NICE, run_pipeline
 from ram_core.track.segfollow import SegFollowConfig
 
 
@@ -27,9 +30,12 @@ class RecordingReconstructor:
         self.calls: list[tuple[int, list[int]]] = []
         self.forgotten: list[tuple[int, int]] = []  # (after this many calls, track)
         self.confidence: dict[tuple[int, int], float] = {}
+        self.nice: set[int] = set()  # of the threads it ran on
 
     def reconstruct(self, frame, tracks, camera):
         self.calls.append((frame.index, [t.track_id for t in tracks]))
+        if sys.platform == "linux":
+            self.nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         for track in tracks:
             assert track.mask.shape == frame.rgb.shape[:2] and track.mask.any()
             assert 0.0 <= track.reliability <= 1.0 and track.box_xyxy.shape == (4,)
@@ -84,6 +90,9 @@ def test_the_pipeline_drives_the_stage_by_the_contract(tmp_path):
     for calls_before, track_id in recorder.forgotten:
         assert all(track_id not in ids for _, ids in recorder.calls[calls_before:])
     assert result.rest_skeleton["kind"] == "builtin" and result.rest_skeleton["recorded"]
+    if sys.platform == "linux":  # on a thread that yields the cores to the segmenter
+        main_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert recorder.nice == {max(main_nice, HELPER_THREAD_NICE)}
 
 
 class RecordingFramesReconstructor(RecordingReconstructor):

@@ -41,14 +41,7 @@ def draw_frame(
     """Draws masks, boxes, ids and skeletons of ``rows`` (indices into tracks) on a frame."""
     canvas = bgr.copy()
     if labels is not None:
-        ids = np.flatnonzero(np.bincount(labels.ravel()))  # sorted; quicker than np.unique
-        palette = np.zeros((int(ids[-1]) + 1, 3), np.uint8)
-        for track_id in ids[ids > 0]:
-            palette[track_id] = track_color_bgr8(int(track_id))
-        masked = labels > 0
-        overlay = canvas.copy()
-        overlay[masked] = palette[labels[masked]]
-        canvas = cv2.addWeighted(overlay, _MASK_ALPHA, canvas, 1 - _MASK_ALPHA, 0)
+        _tint_masks(canvas, labels)
     scale = max(1, round(canvas.shape[0] / 360))
     for i in rows:
         track_id = int(tracks["track_id"][i])
@@ -69,6 +62,25 @@ def draw_frame(
             colour, 2 * scale if scale > 1 else 2, cv2.LINE_AA,
         )  # fmt: skip
     return canvas
+
+
+def _tint_masks(canvas: np.ndarray, labels: np.ndarray) -> None:
+    """Blends each track's colour into ``canvas`` where ``labels`` holds its id, in place.
+    Only the rectangle around the labelled pixels is touched: the whole frame's blend cost
+    the preview three times as much (4.2 against 1.2-1.6 ms a frame on the real clip)."""
+    labelled = (labels > 0).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(labelled)
+    if w == 0 or h == 0:
+        return
+    window = (slice(y, y + h), slice(x, x + w))
+    ids, inside = labels[window], labelled[window]
+    present = np.unique(ids[inside.view(bool)])
+    palette = np.zeros((int(present[-1]) + 1, 3), np.uint8)
+    for track_id in present:
+        palette[track_id] = track_color_bgr8(int(track_id))
+    region = canvas[window]
+    tinted = cv2.addWeighted(palette[ids], _MASK_ALPHA, region, 1 - _MASK_ALPHA, 0)
+    cv2.copyTo(tinted, inside, region)
 
 
 def write_preview(
@@ -99,6 +111,8 @@ def write_preview(
         raise OSError(f"could not open {video_path} for writing")
     progress.stage("preview", total=stop - first)
     # The encoder lets go of the interpreter lock: a frame is encoded while the next is drawn.
+    # (Reading the next frames on a thread too made it slower: the drawing's many short
+    # OpenCV calls then wait for the interpreter lock.)
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ram-preview")
     encoding: Future | None = None
     try:
