@@ -721,7 +721,8 @@ def _frames_with_detections(
     try:
         exhausted = False
         while True:
-            # Read on until a frame after the one handed out is being detected.
+            # Read on until DETECTIONS_AHEAD frames after the one handed out are being
+            # detected (or the video ends).
             while not exhausted and sum(
                 future is not None for _, future in itertools.islice(ahead, 1, None)
             ) < DETECTIONS_AHEAD:

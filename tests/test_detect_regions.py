@@ -1,12 +1,10 @@
 """Detection in windows around hidden people: the windows, and the boxes found in them."""
 
 import json
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from ram_core.detect.boxes import iou_matrix
 from ram_core.detect.lite import YoloV4TinyDetector
@@ -126,11 +124,10 @@ def test_the_lite_backend_has_a_second_detector_only_when_searching():
 
     searching = resolve_backend("lite", "cpu", RunConfig())
     try:
-        search_detector = searching.search_detector.detector  # warming up on a thread
-        assert type(search_detector) is type(searching.detector)
-        assert search_detector is not searching.detector
+        assert type(searching.search_detector) is type(searching.detector)
+        assert searching.search_detector is not searching.detector
         # It sees at most search_max_side_px, the regular one the whole frame.
-        assert search_detector.config.yolo_max_side_px == 512
+        assert searching.search_detector.config.yolo_max_side_px == 512
         assert searching.detector.config.yolo_max_side_px == 1024
     finally:
         searching.close()
@@ -142,45 +139,9 @@ def test_the_lite_backend_has_a_second_detector_only_when_searching():
 
 
 def test_the_search_detectors_largest_input_must_be_a_network_size():
+    import pytest
+
     from ram_core.config import PipelineConfig
 
     with pytest.raises(ValueError, match="search_max_side_px"):
         PipelineConfig(search_max_side_px=16)
-
-
-class SlowDetector:
-    """Detects one box per frame; the first call waits until it is let go."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.go = threading.Event()
-        self.fail = fail
-        self.calls: list[tuple[int, str]] = []
-
-    def detect(self, frame):
-        self.go.wait(timeout=10)
-        self.calls.append((frame.index, threading.current_thread().name))
-        if self.fail:
-            raise RuntimeError("out of memory")
-        return [Detection(box_xyxy=np.array([0.0, 0.0, 4.0, 8.0]), score=0.9)]
-
-
-def test_a_warming_detector_warms_up_on_its_own_thread_before_its_first_detection():
-    from ram_core.models.backends import WarmingDetector
-
-    inner = SlowDetector()
-    warming = WarmingDetector(inner, Frame(-1, np.zeros((8, 8, 3), np.uint8)))
-    assert inner.calls == []  # still warming up: the constructor did not wait
-    inner.go.set()
-    found = warming.detect(Frame(3, np.zeros((8, 8, 3), np.uint8)))
-    assert len(found) == 1
-    (warm_up_frame, warm_up_thread), (frame, thread) = inner.calls
-    assert (warm_up_frame, frame) == (-1, 3)
-    assert warm_up_thread != threading.current_thread().name == thread
-    warming.close()
-
-    failing = SlowDetector(fail=True)
-    failing.go.set()
-    with pytest.raises(RuntimeError, match="out of memory"):
-        WarmingDetector(failing, Frame(-1, np.zeros((8, 8, 3), np.uint8))).detect(
-            Frame(0, np.zeros((8, 8, 3), np.uint8))
-        )
