@@ -190,6 +190,31 @@ def test_confidence_gate_opens_after_tau_kf_reliable_frames():
     assert tracker.tracks[tf.track_id].reliable_streak == 0
 
 
+def test_hiding_keeps_the_confidence_gate_open():
+    seg = _OnePersonSegmenter()
+    cfg = SegFollowConfig(tau_kf=4, alpha=0.6, min_match_score=0.0)
+    tracker = SegFollow(seg, cfg)
+    track = _born(tracker, seg)
+    frame = np.zeros((360, 640, 3), np.uint8)  # wide enough that the coasting box stays in
+    for i in range(1, 6):
+        seg.next_obs = _obs(100.0 + 2 * i)
+        tracker.step(Frame(i, frame))
+    streak = track.reliable_streak
+    assert streak >= cfg.tau_kf
+    seg.next_obs = None  # hidden for three frames: coasted, not taught by a bad view
+    for i in range(6, 9):
+        (tf,) = tracker.step(Frame(i, frame))
+        assert tf.occluded and tf.observation is None
+    assert track.reliable_streak == streak
+    # Found again: the motion term still counts, as it does for anyone seen all along, so a
+    # look-alike in front of them is not outscored on appearance alone.
+    seg.next_obs = _obs(118.0)
+    (tf,) = tracker.step(Frame(9, frame))
+    assert 0 < tf.s_kf < 1
+    assert tf.s_fused == pytest.approx(0.6 * tf.s_mask + 0.4 * tf.s_kf)
+    assert track.reliable_streak == streak + 1
+
+
 def test_unreliable_frames_do_not_move_the_kalman_state():
     seg = _OnePersonSegmenter()
     tracker = SegFollow(seg, SegFollowConfig(min_match_score=0.0))
