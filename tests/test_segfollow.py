@@ -365,7 +365,8 @@ def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, sc
         (60.0, 113.0, False, 0.15),  # small, narrow, centred: legs passing each other
         (60.0, 100.0, True, 0.15),  # small, narrow, at one side: partly behind something
         (60.0, 113.0, True, None),  # the rule off
-        (150.0, 113.0, True, 0.15),  # a tall person's narrow view is a part of them
+        (150.0, 113.0, False, 0.15),  # tall, with nobody in front: legs together
+        (150.0, 100.0, True, 0.15),
     ],
 )
 def test_a_small_persons_narrow_centred_view_is_not_counted_as_hidden(height, x0, occluded, offset):
@@ -854,10 +855,11 @@ def test_a_detection_of_a_narrow_view_shows_the_whole_person(detected):
     # A small walker's mask narrows to a third of the box the motion model learnt from a
     # wide stride: by area alone that is a person half hidden. A detection that pairs with
     # the view, as tall as it, says the narrow view is the whole person.
+    # (Off the box's centre: a centred one is whole anyway while nobody is in front.)
     seg, tracker, track = _seen_for(5)
-    narrow_box = np.array([118.0, 100.0, 134.0, 250.0])
+    narrow_box = np.array([102.0, 100.0, 118.0, 250.0])
     mask = np.zeros((360, 640), bool)
-    mask[100:250, 118:134] = True
+    mask[100:250, 102:118] = True
     seg.next_obs = Observation(mask, narrow_box, 0.9, 2.0, np.asarray((1.0, 0.0), np.float32))
     share = float(box_area(narrow_box)) / float(box_area(track.predicted_box))
     assert share < tracker.config.occluded_below_visible
@@ -867,6 +869,52 @@ def test_a_detection_of_a_narrow_view_shows_the_whole_person(detected):
     assert tf.occluded is not detected
     narrowed = float(track.mean[2]) < aspect_before - 0.01
     assert narrowed == detected  # only a whole view corrects the motion model
+
+
+class _ByTrackSegmenter:
+    """Answers a track's prompt with what the test set for that track (nothing if unset),
+    a detection's prompt with a mask filling its box."""
+
+    def __init__(self):
+        self.answers: dict[int, Observation] = {}
+
+    def segment(self, frame, prompts):
+        return [
+            [_rect_obs(p.box_xyxy)] if p.track_id is None
+            else [self.answers[p.track_id]] if p.track_id in self.answers
+            else []
+            for p in prompts
+        ]  # fmt: skip
+
+    def appearance_similarity(self, memory, appearance):
+        return 1.0
+
+
+@pytest.mark.parametrize(
+    ("other_box", "occluded"),
+    [
+        ((120.0, 110.0, 200.0, 280.0), True),  # nearer (lower feet) and reaching in: hidden
+        ((120.0, 90.0, 170.0, 200.0), False),  # farther back: nobody hides them
+        ((400.0, 100.0, 450.0, 290.0), False),  # nearer, but elsewhere in the frame
+    ],
+)
+def test_a_tall_persons_narrow_centred_view_is_whole_unless_someone_is_in_front(
+    other_box, occluded
+):
+    seg = _ByTrackSegmenter()
+    tracker = SegFollow(seg, SegFollowConfig(n_init=1))
+    frame = np.zeros((360, 640, 3), np.uint8)
+    person = np.array([100.0, 100.0, 140.0, 250.0])
+    rows = tracker.step(
+        Frame(0, frame), [Detection(person, 0.9), Detection(np.array(other_box), 0.9)]
+    )
+    walker, other = (r.track_id for r in rows)
+    assert all(tracker.is_confirmed(t) for t in (walker, other))
+    # Legs together: a third as wide as the box learnt from a stride, as tall, centred.
+    seg.answers = {walker: _rect_obs([113.0, 100.0, 127.0, 250.0]), other: _rect_obs(other_box)}
+    by_track = {r.track_id: r for r in tracker.step(Frame(1, frame))}
+    assert by_track[walker].observation is seg.answers[walker]
+    assert by_track[walker].occluded is occluded
 
 
 def _rect_obs(box) -> Observation:
