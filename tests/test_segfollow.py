@@ -366,7 +366,7 @@ def test_a_less_sure_detection_starts_a_track_only_where_nobody_is_tracked(x, sc
         (60.0, 100.0, True, 0.15),  # small, narrow, at one side: partly behind something
         (60.0, 113.0, True, None),  # the rule off
         (150.0, 113.0, False, 0.15),  # tall, with nobody in front: legs together
-        (150.0, 100.0, True, 0.15),
+        (150.0, 100.0, True, 0.15),  # tall, narrow, at one side
     ],
 )
 def test_a_small_persons_narrow_centred_view_is_not_counted_as_hidden(height, x0, occluded, offset):
