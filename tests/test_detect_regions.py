@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from ram_core.detect.boxes import iou_matrix
 from ram_core.detect.lite import YoloV4TinyDetector
@@ -139,8 +140,6 @@ def test_the_lite_backend_has_a_second_detector_only_when_searching():
 
 
 def test_the_search_detectors_largest_input_must_be_a_network_size():
-    import pytest
-
     from ram_core.config import PipelineConfig
 
     with pytest.raises(ValueError, match="search_max_side_px"):

@@ -16,7 +16,7 @@ from ram_core.config import RunConfig
 from ram_core.errors import BadInputError, MissingModelError
 from ram_core.io.progress import Progress
 from ram_core.io.protocol import BACKENDS, DEVICES
-from ram_core.types import Detector, Reconstructor, Segmenter
+from ram_core.types import Detector, Frame, Reconstructor, Segmenter
 
 # The weights manager's entry holding HMR2.0's checkpoint, which T-HMR loads.
 THMR_WEIGHTS = "hmr2_data"
@@ -180,7 +180,6 @@ def _lite_backend(config: RunConfig, reason: str) -> Backend:
     from ram_core.detect.lite import make_lite_detector
     from ram_core.reconstruct.lite import LiteReconstructor
     from ram_core.segment.lite import BlazePoseSegmenter
-    from ram_core.types import Frame
 
     segmenter = BlazePoseSegmenter(config.segmenter)
     detector = make_lite_detector(config.detector)
