@@ -1038,3 +1038,53 @@ def test_a_view_too_short_to_be_whole_moves_the_box_sideways_only(
     tracker.step(Frame(6, frame))
     assert float(track.mean[0]) > centre_x + 1.0  # moved sideways either way
     assert (float(track.mean[3]) > height - 1.0) == height_kept
+
+
+def _posed_obs(box, ankle_row: float, ankle_visibility: float = 1.0) -> Observation:
+    """A mask filling ``box`` with a pose whose ankles are at ``ankle_row``."""
+    from ram_core.types import PoseLandmarks
+
+    rect = _rect_obs(box)
+    points = np.tile([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]], (33, 1))
+    points[[27, 28], 1] = ankle_row
+    visibility = np.ones(33)
+    visibility[[27, 28]] = ankle_visibility
+    landmarks = PoseLandmarks(points, visibility, np.zeros((33, 3)))
+    return Observation(rect.mask, rect.box_xyxy, 0.9, 2.0, rect.appearance, landmarks)
+
+
+@pytest.mark.parametrize(
+    ("ankle_visibility", "frames_hidden", "near_ankle_row", "max_feet_drop", "taken"),
+    [
+        (1.0, 0, 300.0, 0.15, False),  # the near person, feet 0.37 heights lower: turned down
+        (1.0, 0, 300.0, None, True),  # ...unless the gate is off
+        (1.0, 0, 255.0, 0.15, True),  # feet 0.07 heights lower: a step of the same person
+        (0.2, 0, 300.0, 0.15, True),  # feet only guessed before: nothing to judge by
+        (1.0, 30, 300.0, 0.15, True),  # a second hidden: they may have walked that far
+    ],
+)
+def test_a_pose_with_the_feet_much_lower_than_the_person_stood_is_someone_nearer(
+    ankle_visibility, frames_hidden, near_ankle_row, max_feet_drop, taken
+):
+    # A far person stands still (150 px, ankles at row 245); their crop then shows the
+    # body of someone nearer the camera, tall enough to pass the height gate.
+    seg = _ByTrackSegmenter()
+    config = SegFollowConfig(n_init=1, min_match_score=0.0, max_feet_drop=max_feet_drop)
+    tracker = SegFollow(seg, config, fps=30.0)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    person = [100.0, 100.0, 150.0, 250.0]
+    (row,) = tracker.step(Frame(0, frame), [Detection(np.array(person), 0.9)])
+    track = tracker.tracks[row.track_id]
+    seg.answers = {row.track_id: _posed_obs(person, 245.0, ankle_visibility)}
+    for i in range(1, 6):
+        tracker.step(Frame(i, frame))
+    assert track.feet_row == (245.0 if ankle_visibility == 1.0 else None)
+    seg.answers = {}
+    for i in range(6, 6 + frames_hidden):
+        tracker.step(Frame(i, frame))
+    nearer = _posed_obs([95.0, 60.0, 160.0, 262.0], near_ankle_row)  # 202 px < 1.35 x 150
+    seg.answers = {row.track_id: nearer}
+    (row,) = tracker.step(Frame(6 + frames_hidden, frame))
+    assert (row.observation is nearer) is taken
+    with pytest.raises(ValueError, match="max_feet_drop"):
+        SegFollowConfig(max_feet_drop=-0.1)
