@@ -10,7 +10,7 @@ from scripted_world import (
 
 from ram_core.detect.boxes import box_area
 from ram_core.track.segfollow import SegFollow, SegFollowConfig, edge_completed_box
-from ram_core.types import Detection, Frame, Observation
+from ram_core.types import Detection, Frame, Observation, PoseLandmarks
 
 RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)
 
@@ -405,8 +405,6 @@ def test_rows_report_the_mask_box_widened_as_the_detector_boxes_the_person(weigh
 
 
 def test_rows_reach_out_to_the_persons_visible_landmarks_sideways_only():
-    from ram_core.types import PoseLandmarks
-
     # The mask (x 100-150, y 100-250) misses an arm swung out to x 170 that the pose model
     # sees (visibility 0.9); a foot it guesses at x 60 (visibility 0.2) and a point below
     # the mask (y 300) widen nothing up or down, nor left.
@@ -642,8 +640,6 @@ class _SplitPersonSegmenter:
         self.second_torso_length = second_torso_length
 
     def segment(self, frame, prompts):
-        from ram_core.types import PoseLandmarks
-
         def half(rows, torso_x, feet_drop=0.0, torso_length=60.0):
             mask = np.zeros((360, 640), bool)
             mask[rows, 100:150] = True
@@ -1042,8 +1038,6 @@ def test_a_view_too_short_to_be_whole_moves_the_box_sideways_only(
 
 def _posed_obs(box, ankle_row: float, ankle_visibility: float = 1.0) -> Observation:
     """A mask filling ``box`` with a pose whose ankles are at ``ankle_row``."""
-    from ram_core.types import PoseLandmarks
-
     rect = _rect_obs(box)
     points = np.tile([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]], (33, 1))
     points[[27, 28], 1] = ankle_row

@@ -1047,8 +1047,7 @@ class SegFollow:
             # A pose less than half the other's height may be a piece of that body whose
             # crop placed the feet anywhere (a box spanning two people in back_views).
             return True
-        feet_rows = [np.mean(o.landmarks.image_px[list(ANKLE_LANDMARKS), 1]) for o in (a, b)]
-        return abs(float(feet_rows[0] - feet_rows[1])) < self.config.birth_same_feet * height
+        return abs(_feet_row(a) - _feet_row(b)) < self.config.birth_same_feet * height
 
     def _new_track(self, obs: Observation, box_xyxy: np.ndarray) -> Track:
         mean, cov = kalman.initiate(xyxy_to_xyah(box_xyxy))
