@@ -185,6 +185,16 @@ def benchmarks(quick_clip: Path) -> list[Benchmark]:
             [RESULTS / "real_clip.png"],
         ),
         Benchmark(
+            "pose_models",
+            "BlazePose's landmark model, full against lite: cost, the real clip, the scenes",
+            [str(PYTHON), "benchmarks/bench_pose_models.py"],
+            [
+                *("--frames", str(QUICK_CLIP_FRAMES), "--turns", "1"),
+                *("--scene-frames", str(QUICK_SCENE_FRAMES)),
+            ],
+            [RESULTS / "pose_models.md"],
+        ),
+        Benchmark(
             "search",
             "Searching around hidden people between detections: scenes and the real clip",
             [str(PYTHON), "benchmarks/bench_search.py"],

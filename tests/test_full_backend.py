@@ -204,3 +204,11 @@ def test_thmr_or_blazepose_is_the_configs_choice(weights_root, tmp_path, monkeyp
         assert backend.description["reconstruct"].startswith("BlazePose")
     finally:
         backend.close()
+    # It needs the landmark model the config names, here the lite one, which is not there.
+    lite_pose = config_from_dict(
+        {**SMALL_CONFIG, "thmr": {"reconstructor": "blazepose_ik"}, "segmenter": {"model": "lite"}}
+    )
+    assert full_backend_gaps(lite_pose) == [
+        "blazepose_landmark_lite weights missing "
+        "(ram-core weights download blazepose_landmark_lite)"
+    ]

@@ -8,6 +8,7 @@ import pytest
 from ram_core.detect.boxes import iou_matrix
 from ram_core.segment.lite import (
     APPEARANCE_DIM,
+    POSE_MODELS,
     BlazePoseSegmenter,
     LiteSegmenterConfig,
     appearance_descriptor,
@@ -31,9 +32,10 @@ def people_frame():
     return Frame(index=0, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), boxes
 
 
-@pytest.fixture(scope="module")
-def segmenter():
-    with BlazePoseSegmenter() as seg:
+# Every test of the model on a real image runs on both landmark models.
+@pytest.fixture(scope="module", params=sorted(POSE_MODELS))
+def segmenter(request):
+    with BlazePoseSegmenter(LiteSegmenterConfig(model=request.param)) as seg:
         yield seg
 
 
@@ -154,6 +156,15 @@ def test_a_missing_model_names_the_command_that_fetches_it(tmp_path, monkeypatch
         MissingModelError, match="ram-core weights download blazepose_landmark_full"
     ):
         BlazePoseSegmenter()
+    with pytest.raises(
+        MissingModelError, match="ram-core weights download blazepose_landmark_lite"
+    ):
+        BlazePoseSegmenter(LiteSegmenterConfig(model="lite"))
+
+
+def test_an_unknown_landmark_model_is_refused():
+    with pytest.raises(ValueError, match="model must be one of"):
+        LiteSegmenterConfig(model="heavy")
 
 
 # ---------------------------------------------------------------- pure helpers

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ram_core.cli import main
@@ -28,6 +29,7 @@ from ram_core.io.progress import JsonProgress, NoProgress
 from ram_core.io.protocol import ExitCode
 from ram_core.models import weights
 from ram_core.models.weights import DownloadError, ModelFile, RetryPolicy
+from ram_core.types import Frame
 
 NO_WAIT = RetryPolicy(attempts=3, first_delay_s=0.0)
 
@@ -836,3 +838,31 @@ def test_archive_without_the_member_or_cut_short_is_one_clear_error(archive_mode
 def test_only_archives_unpack():
     with pytest.raises(BadInputError, match="not an archive"):
         weights.extract_member("sam2.1_hiera_tiny")
+
+
+def test_the_lite_landmark_model_is_unpacked_from_its_npm_tarball_and_runs(
+    mirror, tmp_path, monkeypatch
+):
+    """The real table entry end to end: the npm tarball (the setup's copy, served by the
+    mirror), checked against its published hash, the member unpacked once, loaded by
+    LiteRT."""
+    from lite_models import SETUP_WEIGHTS_DIR
+
+    from ram_core.segment.lite import BlazePoseSegmenter, LiteSegmenterConfig, default_model_path
+
+    model = weights.get_model("blazepose_landmark_lite")
+    tarball = weights.require(model.name, SETUP_WEIGHTS_DIR)
+    mirror.files[f"mirror/{model.filename}"] = tarball.read_bytes()
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path))
+    fetch = "ram-core weights download blazepose_landmark_lite"
+    with pytest.raises(MissingModelError, match=fetch):
+        default_model_path("lite")
+
+    weights.download(model.name, retry=NO_WAIT)
+    path = default_model_path("lite")
+
+    assert path == tmp_path / model.name / "package" / "pose_landmark_lite.tflite"
+    assert path.stat().st_size == 2_819_824
+    assert not list(tmp_path.rglob(f"*{weights.PART_SUFFIX}"))
+    with BlazePoseSegmenter(LiteSegmenterConfig(model="lite")) as segmenter:
+        assert segmenter.segment(Frame(index=0, rgb=np.zeros((64, 64, 3), np.uint8)), []) == []

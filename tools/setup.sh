@@ -55,6 +55,7 @@ fi
   echo "error: .venv is incomplete after installing; see pip's messages above" >&2
   exit 1
 }
-# BlazePose's landmark model, taken out of MediaPipe's wheel into the weights folder
-# (checked against its SHA-256 and kept when already there).
-.venv/bin/ram-core weights download blazepose_landmark_full --progress none
+# BlazePose's landmark models into the weights folder: the full one out of MediaPipe's
+# wheel, the lite one in the @mediapipe/pose npm tarball (each checked against its SHA-256
+# and kept when already there).
+.venv/bin/ram-core weights download blazepose_landmark_full blazepose_landmark_lite --progress none

@@ -1,8 +1,8 @@
 """The backends: which detector, segmenter and reconstructor a run uses, and why.
 
-``lite`` runs OpenCV and LiteRT on models that ship in PyPI wheels (the landmark model is
-taken from MediaPipe's wheel by ``ram-core weights download blazepose_landmark_full``, which
-the setup runs); ``full`` is
+``lite`` runs OpenCV and LiteRT on models that ship in packages (BlazePose's landmark model
+is taken from MediaPipe's wheel or npm package by ``ram-core weights download``, which the
+setup runs; ``segmenter.model`` picks full or lite); ``full`` is
 SAM2 steered by SegFollow with a torch person detector, and needs its weights (see
 ``ram-core weights``); ``auto`` takes full when its weights are present, else lite, and
 says which and why.
@@ -70,6 +70,7 @@ def full_backend_gaps(config: RunConfig) -> list[str]:
 
     from ram_core.detect.keypoint_rcnn import WEIGHTS_NAME
     from ram_core.models import weights
+    from ram_core.segment.lite import POSE_MODELS
     from ram_core.segment.sam2_video import SAM2_MODELS
 
     missing_packages = [
@@ -80,10 +81,12 @@ def full_backend_gaps(config: RunConfig) -> list[str]:
             f"{', '.join(missing_packages)} not installed (tools/setup.sh --full, or the "
             "add-on's Install Pipeline Environment)"
         ]
-    reconstruction = (THMR_WEIGHTS,) if config.thmr.reconstructor == "thmr" else weights.LITE_MODELS
+    reconstruction = (
+        THMR_WEIGHTS if config.thmr.reconstructor == "thmr" else POSE_MODELS[config.segmenter.model]
+    )
     return [
         f"{name} weights missing (ram-core weights download {name})"
-        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME, *reconstruction)
+        for name in (SAM2_MODELS[config.sam2.model], WEIGHTS_NAME, reconstruction)
         if not weights.is_present(name)
     ]
 

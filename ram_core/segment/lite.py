@@ -64,6 +64,8 @@ _VALUE_STEP = 256 // _VALUE_BINS
 # Colour that replaces pixels of no concern (people already segmented in this frame, or
 # outside a person's mask): a neutral mid grey.
 NEUTRAL_GREY_RGB = (127, 127, 127)
+# The landmark models by the config's name, as the weights registry names them.
+POSE_MODELS = {"full": "blazepose_landmark_full", "lite": "blazepose_landmark_lite"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class LiteSegmenterConfig:
     exclusive: bool = True
     # Masks smaller than this share of the prompt box are leftovers, not a person.
     min_mask_box_fraction: float = 0.05
+    # Which BlazePose landmark model: "full" or "lite" (POSE_MODELS).
+    model: str = "full"
     # Threads of the model's interpreter; 0 takes up to 4 of this machine's cores.
     num_threads: int = 0
     # Crops per model call at most: the interpreter's memory grows with its batch.
@@ -118,6 +122,8 @@ class LiteSegmenterConfig:
             raise ValueError("min_pose_score must be in [0, 1)")
         if not 0.0 <= self.min_mask_box_fraction < 1.0:
             raise ValueError("min_mask_box_fraction must be in [0, 1)")
+        if self.model not in POSE_MODELS:
+            raise ValueError(f"model must be one of {sorted(POSE_MODELS)}, got {self.model!r}")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
         if self.max_batch < 1:
@@ -339,12 +345,15 @@ def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def default_model_path() -> Path:
-    """The landmark model in the weights folder; MissingModelError (exit 3) naming the
-    command that fetches it when absent."""
+def default_model_path(model: str = "full") -> Path:
+    """The landmark model ``model`` ("full" or "lite") in the weights folder;
+    MissingModelError (exit 3) naming the command that fetches it when absent."""
     from ram_core.models import weights
 
-    return weights.require("blazepose_landmark_full")
+    name = POSE_MODELS[model]
+    if weights.get_model(name).archive_member:
+        return weights.extract_member(name)
+    return weights.require(name)
 
 
 class BlazePoseSegmenter:
@@ -358,7 +367,7 @@ class BlazePoseSegmenter:
     ) -> None:
         self.config = config or LiteSegmenterConfig()
         self._model: PoseLandmarkModel | None = PoseLandmarkModel(
-            model_path or default_model_path(),
+            model_path or default_model_path(self.config.model),
             self.config.num_threads or None,
             self.config.max_batch,
         )
