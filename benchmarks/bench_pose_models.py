@@ -72,6 +72,17 @@ def crop_cost(model: str, threads: int) -> tuple[float, float]:
     )
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def sections(model: str) -> dict:
     return {"segmenter": {"model": model}}
 
@@ -119,7 +130,7 @@ def report(costs, runs, scores, folders, turns) -> list[str]:
     lines = [
         "# BlazePose's landmark model: full (the default) against lite",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, Python "
+        f"Machine: {cpu_name()}, Python "
         f"{platform.python_version()}, {platform.platform()}. Reproduce: "
         "`.venv/bin/python benchmarks/bench_pose_models.py`.",
         "",
