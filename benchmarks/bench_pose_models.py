@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_real_clip import fetch_clip, run_in_fresh_process
+from bench_sam2_segfollow import cpu_name
 
 from ram_core.config import config_from_dict
 from ram_core.eval.ablations import (
@@ -70,17 +71,6 @@ def crop_cost(model: str, threads: int) -> tuple[float, float]:
         1000 * (time.process_time() - cpu) / crops,
         1000 * (time.perf_counter() - wall) / crops,
     )
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def sections(model: str) -> dict:

@@ -150,13 +150,14 @@ def _worker(args: argparse.Namespace) -> None:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "cuda_peak_mb": torch.cuda.max_memory_allocated() / 1e6 if cuda else None,
                 "threads": torch.get_num_threads(),
-                "device_name": torch.cuda.get_device_name() if cuda else _cpu_name(),
+                "device_name": torch.cuda.get_device_name() if cuda else cpu_name(),
             }
         )
     )
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
