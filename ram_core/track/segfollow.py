@@ -474,7 +474,15 @@ class SegFollow:
         )
 
         s_mask, s_kf, s_fused, feasible = self._scores(track_list, candidates, width)
-        matches = self._assign(s_fused, feasible, [t.frames_since_seen for t in track_list])
+        behind = [self._behind_someone(t, settled_nearer=True) for t in track_list]
+        behind_ids = {t.track_id for t, b in zip(track_list, behind, strict=True) if b}
+        matches = self._assign(
+            s_fused,
+            feasible,
+            [t.frames_since_seen for t in track_list],
+            behind,
+            [c.prompt_track_id in behind_ids for c in candidates],
+        )
 
         results: list[TrackFrame] = []
         matched_candidates: set[int] = set()
@@ -676,32 +684,53 @@ class SegFollow:
 
     @staticmethod
     def _assign(
-        s_fused: np.ndarray, feasible: np.ndarray, frames_since_seen: Sequence[int]
+        s_fused: np.ndarray,
+        feasible: np.ndarray,
+        frames_since_seen: Sequence[int],
+        behind: Sequence[bool] | None = None,
+        found_for_behind: Sequence[bool] | None = None,
     ) -> dict[int, int]:
-        """Hungarian assignment on cost 1 - s_fused, in two rounds.
+        """Hungarian assignment on cost 1 - s_fused, in three rounds.
 
         Tracks seen in the previous frame choose first: a person who just vanished behind
         another must not take the mask of the one in front, whose own track saw it a frame
-        ago. Every hidden track then competes in one assignment, whatever the time hidden:
-        ordering them by that time too (DeepSORT's full cascade) let a track hidden for 2 s
-        take a returning person whose own track, hidden for 3 s, matched them far better.
+        ago. Of those, tracks ``behind`` someone (at least half of the predicted box inside
+        a nearer settled person's) choose after the others, with whoever the first round
+        left unmatched: the person in front is the one in view, so where two look alike
+        and their boxes have been pulled together, a mask there is the front one's. The
+        masks ``found_for_behind`` (by the crop of a track behind someone) wait for that
+        second round: the person in front has a crop of their own. Every hidden track then
+        competes in one assignment, whatever the time hidden: ordering them by that time
+        too (DeepSORT's full cascade) let a track hidden for 2 s take a returning person
+        whose own track, hidden for 3 s, matched them far better.
         """
         matches: dict[int, int] = {}
         if s_fused.size == 0 or not feasible.any():
             return matches
-        free_cols = np.ones(s_fused.shape[1], dtype=bool)
+        rows_count, cols_count = s_fused.shape
         hidden = np.asarray(frames_since_seen) > 0
-        for level in (False, True):
-            rows = np.flatnonzero(hidden == level)
-            cols = np.flatnonzero(free_cols)
+        back = np.zeros(rows_count, dtype=bool) if behind is None else np.asarray(behind)
+        reserved = (
+            np.zeros(cols_count, dtype=bool)
+            if found_for_behind is None
+            else np.asarray(found_for_behind, dtype=bool)
+        )
+        free_cols = np.ones(cols_count, dtype=bool)
+
+        def solve(rows: np.ndarray, cols: np.ndarray) -> None:
             sub = feasible[np.ix_(rows, cols)]
             if not sub.any():
-                continue
+                return
             cost = np.where(sub, 1.0 - s_fused[np.ix_(rows, cols)], _INFEASIBLE)
             for r, c in zip(*linear_sum_assignment(cost), strict=True):
                 if sub[r, c]:
                     matches[int(rows[r])] = int(cols[c])
                     free_cols[cols[c]] = False
+
+        solve(np.flatnonzero(~hidden & ~back), np.flatnonzero(free_cols & ~reserved))
+        unmatched = np.array([r not in matches for r in range(rows_count)])
+        solve(np.flatnonzero(~hidden & unmatched), np.flatnonzero(free_cols))
+        solve(np.flatnonzero(hidden), np.flatnonzero(free_cols))
         return matches
 
     def _detector_whole(
@@ -953,15 +982,26 @@ class SegFollow:
             elif gone or track.frames_since_seen > self.max_age:
                 self._end(track_id)
 
-    def _behind_someone(self, track: Track) -> bool:
+    def _behind_someone(self, track: Track, settled_nearer: bool = False) -> bool:
         """Whether at least half of ``track``'s predicted box lies in the box of a confirmed
-        person seen this frame."""
+        person seen this frame (or, before this frame's assignment, the previous one).
+
+        ``settled_nearer``: only people nearer the camera (lower box bottom) whose track is
+        settled (``tau_kf`` reliable frames in a row) count. A young track scores by
+        appearance alone, so its box says too little of where its person is to put anyone
+        behind them."""
+        box = track.predicted_box
         in_front = [
             other.predicted_box
             for other in self.tracks.values()
-            if other is not track and other.confirmed and other.frames_since_seen == 0
+            if other is not track
+            and other.confirmed
+            and other.frames_since_seen == 0
+            and (
+                not settled_nearer
+                or (other.reliable_streak >= self.config.tau_kf and other.predicted_box[3] > box[3])
+            )
         ]
-        box = track.predicted_box
         shared = intersection_matrix(box, np.array(in_front).reshape(-1, 4))
         return bool((shared >= 0.5 * max(float(box_area(box)), 1.0)).any())
 
