@@ -8,8 +8,9 @@ from scripted_world import (
     run,
 )
 
-from ram_core.detect.boxes import box_area
-from ram_core.track.segfollow import SegFollow, SegFollowConfig, edge_completed_box
+from ram_core.detect.boxes import box_area, xyxy_to_xyah
+from ram_core.track import kalman
+from ram_core.track.segfollow import SegFollow, SegFollowConfig, Track, edge_completed_box
 from ram_core.types import Detection, Frame, Observation, PoseLandmarks
 
 RED, BLUE, GREEN = (1.0, 0.1, 0.1), (0.1, 0.1, 1.0), (0.1, 0.9, 0.1)
@@ -670,6 +671,39 @@ def test_a_mask_found_for_the_person_behind_waits_for_them():
     # Nobody behind takes it: a front track left without a mask may have it after all.
     only_theirs = np.array([[False, True]])
     assert SegFollow._assign(s_fused[:1], only_theirs, [0], [False], [False, True]) == {0: 1}
+
+
+def _track_at(track_id: int, box_xyxy, streak: int, since_seen: int = 0) -> Track:
+    mean, cov = kalman.initiate(xyxy_to_xyah(np.array(box_xyxy, dtype=np.float64)))
+    return Track(
+        track_id=track_id,
+        mean=mean,
+        cov=cov,
+        memory=np.zeros(3, np.float32),
+        confirmed=True,
+        reliable_streak=streak,
+        frames_since_seen=since_seen,
+    )
+
+
+def test_behind_a_settled_person_means_half_hidden_by_someone_nearer():
+    tracker = SegFollow(_CandidatesSegmenter())
+    settled = tracker.config.tau_kf
+    near = _track_at(1, (100, 40, 160, 200), settled)
+    far = _track_at(2, (120, 30, 180, 190), settled)  # feet 10 px higher: farther
+    tracker.tracks = {1: near, 2: far}
+    assert tracker._behind_someone(far, settled_nearer=True)
+    assert not tracker._behind_someone(near, settled_nearer=True)  # the far one is not nearer
+    assert tracker._behind_someone(near)  # without the condition, any overlap by half counts
+    # Nobody behind a young track: its box, from appearance alone, says too little.
+    near.reliable_streak = settled - 1
+    assert not tracker._behind_someone(far, settled_nearer=True)
+    # Nor behind one not seen a frame ago, nor behind one covering less than half of them.
+    near.reliable_streak, near.frames_since_seen = settled, 1
+    assert not tracker._behind_someone(far, settled_nearer=True)
+    near.frames_since_seen = 0
+    far.mean, far.cov = kalman.initiate(xyxy_to_xyah(np.array([140.0, 30.0, 200.0, 190.0])))
+    assert not tracker._behind_someone(far, settled_nearer=True)  # a third covered
 
 
 class _SplitPersonSegmenter:
